@@ -1,0 +1,1 @@
+"""The ``ray-bench`` command line (typer). Commands mirror the pipeline stages."""

@@ -1,0 +1,8 @@
+"""placeholder"""
+
+EPILOG = ""
+
+
+def analyze() -> None:
+    """placeholder"""
+    raise NotImplementedError

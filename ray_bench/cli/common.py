@@ -1,0 +1,26 @@
+"""Helpers shared by the CLI commands: stderr console, error printing."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from rich.console import Console
+
+#: Progress, logs and tables meant for people go to stderr; stdout is data.
+err_console = Console(stderr=True)
+#: Data (tables, JSON) goes to stdout.
+out_console = Console(soft_wrap=True)
+
+
+def debug_enabled() -> bool:
+    """True when RAY_BENCH_DEBUG is set to a non-empty value other than 0."""
+    return os.environ.get("RAY_BENCH_DEBUG", "") not in ("", "0")
+
+
+def print_error(exc: BaseException, hint: str | None) -> None:
+    """Print the one-line ``Error:`` and ``Hint:`` pair to stderr."""
+    message = str(exc).replace("\n", " ")
+    sys.stderr.write(f"Error: {message}\n")
+    if hint:
+        sys.stderr.write(f"Hint: {hint}\n")

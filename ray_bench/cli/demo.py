@@ -1,0 +1,8 @@
+"""placeholder"""
+
+EPILOG = ""
+
+
+def demo() -> None:
+    """placeholder"""
+    raise NotImplementedError

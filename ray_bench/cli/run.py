@@ -1,0 +1,8 @@
+"""placeholder"""
+
+EPILOG = ""
+
+
+def run() -> None:
+    """placeholder"""
+    raise NotImplementedError

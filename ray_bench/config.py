@@ -1,0 +1,202 @@
+"""Pydantic models for everything read from YAML or the command line.
+
+Every model forbids unknown keys and validates values: nothing is clamped silently.
+A YAML file gives the defaults of a command; command-line flags override it
+(:func:`load_yaml` + :func:`merge_overrides`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ray_bench.errors import ConfigError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """One model of a run.
+
+    Attributes:
+        name: Short name used in result paths and tables (letters, digits, ``._-``).
+        path: Local directory or Hugging Face id.
+        revision: Hub revision (branch, tag or commit) for hub ids.
+    """
+
+    name: str
+    path: str
+    revision: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                f"model name {v!r} must start with a letter or digit and use only letters, digits, '.', '_' or '-'"
+            )
+        return v
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        """Parse ``NAME=PATH`` or ``PATH`` (the name is then the path's last component)."""
+        name, sep, path = text.partition("=")
+        if not sep:
+            path = text
+            name = Path(text.rstrip("/")).name or text
+        if not path:
+            raise ConfigError(f"--model {text!r} has an empty path", hint="Use --model NAME=PATH.")
+        try:
+            return cls(name=name, path=path)
+        except ValidationError as exc:
+            raise config_error_from(exc, f"--model {text!r}") from None
+
+
+class EngineConfig(_Strict):
+    """Inference engine options shared by all engines.
+
+    Attributes:
+        name: Engine name (``hf``, ``vllm``, ``dummy``) or ``package.module:factory``.
+        dtype: ``auto`` (bf16 on GPU, fp32 on CPU), ``float32``, ``bfloat16`` or ``float16``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        max_batch_tokens: Token budget of one forward batch (scoring).
+        batch_size: Prompts per generation batch.
+        max_new_tokens: Generation length limit per turn.
+        temperature: 0 means greedy decoding; > 0 samples with ``seed``.
+        top_p: Nucleus sampling mass (sampling only).
+        seed: Seed of sampled generation.
+        system_prompt: Optional system message; none by default (matches the reference).
+        options: Engine-specific options (e.g. vLLM's ``gpu_memory_utilization``).
+    """
+
+    name: str = "hf"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_batch_tokens: int = Field(default=8192, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    max_new_tokens: int = Field(default=256, gt=0)
+    temperature: float = Field(default=0.0, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int = 0
+    system_prompt: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ResourceConfig(_Strict):
+    """What each model actor reserves.
+
+    Attributes:
+        device: ``auto`` uses GPUs when the Ray cluster has any, else CPUs.
+        gpus_per_worker: GPUs reserved by one model actor in GPU mode.
+        cpus_per_worker: CPUs reserved by one model actor in CPU mode.
+        replicas: Actors per model (data parallel over shards).
+        max_restarts: How often a crashed actor is restarted.
+    """
+
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    gpus_per_worker: int = Field(default=1, ge=1)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    replicas: int = Field(default=1, ge=1)
+    max_restarts: int = Field(default=3, ge=0)
+
+
+class RunConfig(_Strict):
+    """The whole configuration of ``ray-bench run``.
+
+    Attributes:
+        models: Models to evaluate; names must be unique.
+        datasets: Dataset (directory) or family names.
+        data_dir: Directory written by ``ray-bench datasets prepare``.
+        out_dir: Results directory (resumable).
+        engine: Engine options.
+        resources: Actor resources.
+        limit: Use only the first N questions of each dataset.
+        shard_size: Questions per shard (the unit of resumption).
+        bbq_context: Which BBQ context conditions to run (the reference analyses ``ambig`` only).
+        ray_address: Address of an existing Ray cluster; ``None`` starts or joins a local one.
+        seed: Recorded in the manifest; also the default generation seed.
+    """
+
+    models: list[ModelSpec] = Field(min_length=1)
+    datasets: list[str] = Field(min_length=1)
+    data_dir: Path
+    out_dir: Path
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    resources: ResourceConfig = Field(default_factory=ResourceConfig)
+    limit: int | None = Field(default=None, gt=0)
+    shard_size: int = Field(default=1000, gt=0)
+    bbq_context: Literal["ambig", "disambig", "all"] = "ambig"
+    ray_address: str | None = None
+    seed: int = 0
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [ModelSpec.parse(m) if isinstance(m, str) else m for m in v]
+        return v
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> RunConfig:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique, repeated: {dupes}")
+        return self
+
+
+def config_error_from(exc: ValidationError, source: str) -> ConfigError:
+    """Turn a pydantic ``ValidationError`` into one readable :class:`ConfigError`."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        value = err.get("input")
+        shown = f" (got {value!r})" if not isinstance(value, dict) and value is not None else ""
+        parts.append(f"{loc}: {err['msg']}{shown}")
+    return ConfigError(f"invalid {source}: " + "; ".join(parts))
+
+
+def load_yaml(path: str | Path | None) -> dict[str, Any]:
+    """Read a YAML mapping (``{}`` when ``path`` is ``None``)."""
+    if path is None:
+        return {}
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist", hint="Pass an existing YAML file to --config.")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Recursively overlay ``overrides`` (flags) on ``base`` (YAML); ``None`` means not given."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_config(model_cls: type[BaseModel], data: dict[str, Any], source: str) -> Any:
+    """Validate ``data`` into ``model_cls``, raising :class:`ConfigError` with every problem."""
+    try:
+        return model_cls.model_validate(data)
+    except ValidationError as exc:
+        raise config_error_from(exc, source) from None

@@ -1,0 +1,222 @@
+"""The engine interface: the records engines take and return, and the engine registry.
+
+An engine pins one model and offers two operations:
+
+* :meth:`Engine.score_choices` - per-choice log-probability scores of closed questions;
+* :meth:`Engine.generate` - generations for open prompts (single- or multi-turn).
+
+Engines return these records, never vLLM or Hugging Face objects. New engines register
+with :func:`register_engine` and are created by name with :func:`create_engine`; a
+``"package.module:factory"`` path also works, so a plugin needs no change here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from ray_bench.errors import ConfigError
+from ray_bench.registry import Registry
+
+if TYPE_CHECKING:
+    from ray_bench.config import EngineConfig, ModelSpec
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One closed question to score.
+
+    Attributes:
+        question_id: Key of the question.
+        prompt: The user message (rendered through the model's chat template).
+        choices: Answer options; each is appended to the rendered prompt and scored.
+    """
+
+    question_id: str
+    prompt: str
+    choices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChoiceScores:
+    """Scores of one closed question.
+
+    Attributes:
+        question_id: Key of the question.
+        logprob_sums: Per choice, the sum of the choice tokens' log-probabilities.
+        num_tokens: Per choice, how many tokens were scored.
+        error: ``None`` on success, else why the question failed (the other fields are empty).
+    """
+
+    question_id: str
+    logprob_sums: tuple[float, ...] = ()
+    num_tokens: tuple[int, ...] = ()
+    error: str | None = None
+
+    @property
+    def probs(self) -> tuple[float, ...]:
+        """Normalized geometric-mean choice probabilities (see :func:`choice_probabilities`)."""
+        if self.error is not None or not self.logprob_sums:
+            return ()
+        return choice_probabilities(self.logprob_sums, self.num_tokens)
+
+    @property
+    def prediction(self) -> int | None:
+        """Index of the most probable choice (first one on ties), ``None`` on error."""
+        probs = self.probs
+        if not probs:
+            return None
+        return max(range(len(probs)), key=probs.__getitem__)
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """One open prompt. Multi-turn data gives several user turns, answered in order.
+
+    Attributes:
+        question_id: Key of the question.
+        turns: The user turns; a single-turn prompt has exactly one.
+    """
+
+    question_id: str
+    turns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The engine's answer to a :class:`GenerateRequest`.
+
+    Attributes:
+        question_id: Key of the question.
+        responses: One response per user turn.
+        num_output_tokens: Generated tokens, summed over the turns.
+        error: ``None`` on success, else why the question failed.
+    """
+
+    question_id: str
+    responses: tuple[str, ...] = ()
+    num_output_tokens: int = 0
+    error: str | None = None
+
+    @property
+    def response(self) -> str | None:
+        """The last turn's response (``None`` on error)."""
+        return self.responses[-1] if self.responses else None
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What an engine reports about itself for the run manifest."""
+
+    engine: str
+    model_path: str
+    dtype: str
+    device: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every inference engine implements."""
+
+    def score_choices(self, requests: Sequence[ScoreRequest]) -> list[ChoiceScores]:
+        """Score every choice of every request; one :class:`ChoiceScores` per request, in order.
+
+        A failure confined to one question must come back as that question's ``error``,
+        not as an exception.
+        """
+        ...
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """Generate for every request; one :class:`Generation` per request, in order."""
+        ...
+
+    def info(self) -> EngineInfo:
+        """Describe the loaded model and engine for provenance."""
+        ...
+
+    def close(self) -> None:
+        """Release the model and any accelerator memory."""
+        ...
+
+
+EngineFactory = Callable[["ModelSpec", "EngineConfig"], Engine]
+
+#: Engine factories by name; filled by :func:`register_engine`.
+ENGINES: Registry[EngineFactory] = Registry("engine")
+
+# Built-in engines live in modules imported on demand, so that `import ray_bench`
+# never pulls torch or vLLM.
+_BUILTIN_MODULES = {
+    "hf": "ray_bench.engines.hf",
+    "vllm": "ray_bench.engines.vllm",
+    "dummy": "ray_bench.engines.dummy",
+}
+
+
+def register_engine(name: str) -> Callable[[EngineFactory], EngineFactory]:
+    """Decorator registering an engine factory ``(ModelSpec, EngineConfig) -> Engine``."""
+    return ENGINES.register(name)
+
+
+def engine_names() -> list[str]:
+    """Names usable as ``--engine`` (built-ins and registered plugins)."""
+    return sorted(set(_BUILTIN_MODULES) | set(ENGINES.names()))
+
+
+def resolve_engine_factory(name: str) -> EngineFactory:
+    """Find the factory for ``name``: a registered name, a built-in, or ``module:attr``."""
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(
+                f"cannot import engine factory {name!r}: {exc}",
+                hint="Use 'package.module:factory' with an importable module.",
+            ) from exc
+    if name not in ENGINES and name in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[name])
+    if name not in ENGINES:
+        from ray_bench.errors import UnknownNameError
+
+        raise UnknownNameError("engine", name, engine_names())
+    return ENGINES.get(name)
+
+
+def create_engine(model: ModelSpec, config: EngineConfig) -> Engine:
+    """Create the engine named by ``config.name`` for ``model``."""
+    return resolve_engine_factory(config.name)(model, config)
+
+
+def choice_probabilities(
+    logprob_sums: Sequence[float], num_tokens: Sequence[int]
+) -> tuple[float, ...]:
+    """Normalize per-choice scores into a distribution over the choices.
+
+    Each choice's score is its geometric-mean token probability
+    ``p_i = exp(logprob_sum_i / num_tokens_i)``; the result is ``p_i / sum_j p_j``
+    (the reference benchmark's definition, notes 2.5-2.6). Computed in log space
+    (log-sum-exp) so that long, improbable choices do not underflow.
+
+    Raises:
+        ValueError: lengths differ, a token count is not positive, or a sum is NaN.
+    """
+    if len(logprob_sums) != len(num_tokens) or not logprob_sums:
+        raise ValueError(
+            f"need one token count per choice, got {len(logprob_sums)} sums and {len(num_tokens)} counts"
+        )
+    means = []
+    for s, n in zip(logprob_sums, num_tokens):
+        if n <= 0:
+            raise ValueError(f"choice has {n} scored tokens; every choice needs at least one")
+        if math.isnan(s):
+            raise ValueError("choice log-probability sum is NaN")
+        means.append(s / n)
+    top = max(means)
+    weights = [math.exp(m - top) for m in means]
+    total = sum(weights)
+    return tuple(w / total for w in weights)
