@@ -1,0 +1,73 @@
+"""Reading and writing results: one Parquet file per shard, written atomically.
+
+Layout: ``<out>/<model>/<dataset>/shard-NNNNN.parquet`` plus ``<out>/manifest.json``.
+A shard file appears only complete (temp name, then ``os.replace``) and carries its
+fingerprint in the Parquet metadata, so it describes itself even without the manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ray_bench.errors import ResultsError
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+
+FINGERPRINT_KEY = b"ray_bench.shard_fingerprint"
+SHARD_GLOB = "*/*/shard-*.parquet"
+
+
+def shard_path(out_dir: str | Path, key: str) -> Path:
+    """Path of the shard named ``model/dataset/shard-NNNNN``."""
+    return Path(out_dir) / f"{key}.parquet"
+
+
+def write_shard(path: Path, table: pa.Table, fingerprint: str) -> None:
+    """Write ``table`` to ``path`` atomically, recording ``fingerprint`` in its metadata."""
+    import pyarrow.parquet as pq
+
+    from ray_bench.schema import result_schema
+
+    meta = dict(table.schema.metadata or {})
+    meta[FINGERPRINT_KEY] = fingerprint.encode()
+    table = table.cast(result_schema()).replace_schema_metadata(meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_fingerprint(path: Path) -> str | None:
+    """The fingerprint stored in a shard file, or ``None`` if absent or unreadable."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError):
+        return None
+    value = meta.get(FINGERPRINT_KEY)
+    return value.decode() if value else None
+
+
+def read_results(results_dir: str | Path) -> pl.DataFrame:
+    """All result rows of a run directory as one Polars frame (schema ``result_schema``)."""
+    import polars as pl
+
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise ResultsError(f"results directory {str(root)!r} does not exist")
+    files = sorted(root.glob(SHARD_GLOB))
+    if not files:
+        raise ResultsError(
+            f"no result shards under {str(root)!r} (expected {SHARD_GLOB})",
+            hint="Run `ray-bench run ... --out DIR` first, then pass that DIR.",
+        )
+    return pl.concat([pl.read_parquet(f) for f in files], how="vertical")

@@ -1,0 +1,244 @@
+"""The driver of ``ray-bench run``: validate, plan, schedule model actors, write shards.
+
+Everything that can be checked without a model (dataset names, prepared files, model
+paths, engine names, earlier results in the output directory) is checked here before
+any actor reserves a GPU. Then each model gets ``replicas`` actors; in GPU mode each
+reserves exactly ``gpus_per_worker`` GPUs and no CPU, so a node with G GPUs runs G
+models at once and further models wait for Ray to free a GPU. Shards stream to the
+actors (two in flight each); the driver writes every finished shard atomically and
+updates the manifest, then kills a model's actors as soon as its last shard lands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray_bench.config import RunConfig
+from ray_bench.errors import ConfigError, ResumeMismatchError
+from ray_bench.results import read_fingerprint, shard_path, write_shard
+from ray_bench.runner import provenance
+from ray_bench.runner.manifest import Manifest
+from ray_bench.runner.plan import Shard, plan_run
+from ray_bench.runner.session import actor_options, ray_session, resolve_device
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Shards queued at each actor, so the next one is ready when the current one ends.
+IN_FLIGHT_PER_ACTOR = 2
+
+
+@dataclass
+class RunSummary:
+    """What a run did. ``failed`` maps shard keys to their error."""
+
+    out_dir: Path
+    done: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    device: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when no shard failed."""
+        return not self.failed
+
+
+def load_questions(config: RunConfig) -> dict[str, pa.Table]:
+    """Read, filter (BBQ context) and limit every requested dataset, in the given order."""
+    import pyarrow.compute as pc
+
+    from ray_bench.datasets import read_questions, resolve_names
+
+    tables: dict[str, pa.Table] = {}
+    for name in resolve_names(config.datasets):
+        table = read_questions(config.data_dir, name)
+        if config.bbq_context != "all" and table.num_rows and "context_condition" in table.column_names:
+            cond = table.column("context_condition")
+            if cond.null_count < table.num_rows:
+                table = table.filter(pc.equal(cond, config.bbq_context))
+        if config.limit is not None:
+            table = table.slice(0, config.limit)
+        tables[name] = table
+    return tables
+
+
+def validate_models(config: RunConfig) -> None:
+    """Fail on model paths that look local but do not exist, and on unknown engines."""
+    from ray_bench.engines.base import engine_names
+
+    for model in config.models:
+        path = Path(model.path).expanduser()
+        looks_local = model.path.startswith(("/", ".", "~")) or model.path.count("/") != 1
+        if looks_local and not path.exists():
+            raise ConfigError(
+                f"model {model.name!r}: path {model.path!r} does not exist",
+                hint="Pass an existing checkpoint directory or a Hugging Face id like org/name.",
+            )
+    name = config.engine.name
+    if ":" not in name and name not in engine_names():
+        from ray_bench.errors import UnknownNameError
+
+        raise UnknownNameError("engine", name, engine_names())
+
+
+def pending_shards(shards: list[Shard], out_dir: Path) -> tuple[list[Shard], int]:
+    """Shards still to compute, and how many are already done (file present, same questions)."""
+    pending, done = [], 0
+    for shard in shards:
+        path = shard_path(out_dir, shard.key)
+        if not path.exists():
+            pending.append(shard)
+            continue
+        found = read_fingerprint(path)
+        if found != shard.fingerprint:
+            raise ResumeMismatchError(
+                f"{str(path)!r} holds other questions than this run's shard {shard.key} "
+                f"(fingerprint {found} != {shard.fingerprint})"
+            )
+        done += 1
+    return pending, done
+
+
+def _model_entry(config: RunConfig, name: str) -> dict[str, Any]:
+    model = next(m for m in config.models if m.name == name)
+    entry: dict[str, Any] = {"path": model.path, "revision": model.revision}
+    try:
+        from ray_bench.quantize.card import read_card
+    except ImportError:
+        return entry
+    entry["quantization_card"] = read_card(model.path)
+    return entry
+
+
+def run(config: RunConfig, *, progress: bool = True) -> RunSummary:
+    """Run every (model, dataset) shard not yet in ``config.out_dir``.
+
+    Returns:
+        A :class:`RunSummary`; failed shards are listed there (and rerunning retries them).
+    """
+    started = time.time()
+    validate_models(config)
+    questions = load_questions(config)
+    out_dir = Path(config.out_dir)
+    manifest = Manifest.load_or_create(out_dir)
+    manifest.check_models({m.name: m.path for m in config.models})
+    shards = plan_run(config.models, questions, config.shard_size)
+    pending, done = pending_shards(shards, out_dir)
+    summary = RunSummary(out_dir=out_dir, skipped=done)
+    manifest.start_run(config.model_dump(mode="json"), {**provenance.collect(), "seed": config.seed})
+    for model in config.models:
+        manifest.set_model(model.name, _model_entry(config, model.name))
+    manifest.save()
+    if pending:
+        with ray_session(config.ray_address):
+            summary.device = resolve_device(config.resources)
+            _schedule(config, questions, pending, manifest, summary, progress)
+    summary.seconds = round(time.time() - started, 2)
+    manifest.save()
+    return summary
+
+
+@contextmanager
+def _progress_bars(enabled: bool, totals: dict[str, int]) -> Iterator[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ray_bench.cli.common import err_console
+
+    bars = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, disable=not enabled,
+    )
+    with bars:
+        ids = {name: bars.add_task(name, total=total) for name, total in totals.items()}
+        yield lambda name, n: bars.advance(ids[name], n)
+
+
+def _schedule(
+    config: RunConfig,
+    questions: dict[str, pa.Table],
+    pending: list[Shard],
+    manifest: Manifest,
+    summary: RunSummary,
+    progress: bool,
+) -> None:
+    import ray
+
+    from ray_bench.runner.worker import ModelWorker
+
+    queues: dict[str, deque[Shard]] = {}
+    for shard in pending:
+        queues.setdefault(shard.model, deque()).append(shard)
+    options = actor_options(config.resources, summary.device)
+    remote_cls = ray.remote(**options)(ModelWorker)
+    specs = {m.name: m for m in config.models}
+    actors = {
+        name: [remote_cls.remote(specs[name], config.engine) for _ in range(config.resources.replicas)]
+        for name in queues
+    }
+    described = {name: actors[name][0].describe.remote() for name in queues}
+    inflight: dict[Any, tuple[Shard, Any]] = {}
+
+    def submit(actor: Any, name: str) -> None:
+        if queues[name]:
+            shard = queues[name].popleft()
+            part = questions[shard.dataset].slice(shard.start, shard.num_questions)
+            inflight[actor.run_shard.remote(part)] = (shard, actor)
+
+    for name, handles in actors.items():
+        for actor in handles:
+            for _ in range(IN_FLIGHT_PER_ACTOR):
+                submit(actor, name)
+    totals = {name: sum(s.num_questions for s in q) for name, q in queues.items()}
+    with _progress_bars(progress, totals) as advance:
+        while inflight:
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            shard, actor = inflight.pop(ready[0])
+            _finish_shard(ready[0], shard, config.out_dir, manifest, summary)
+            _record_engine(manifest, shard.model, described)
+            advance(shard.model, shard.num_questions)
+            submit(actor, shard.model)
+            if not queues[shard.model] and not any(s.model == shard.model for s, _ in inflight.values()):
+                for handle in actors.pop(shard.model, []):
+                    ray.kill(handle)
+
+
+def _finish_shard(ref: Any, shard: Shard, out_dir: Path, manifest: Manifest, summary: RunSummary) -> None:
+    import ray
+
+    entry: dict[str, Any] = {"fingerprint": shard.fingerprint, "questions": shard.num_questions}
+    try:
+        table, stats = ray.get(ref)
+    except (ray.exceptions.RayError, Exception) as exc:  # noqa: BLE001 - recorded, retried next run
+        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+        summary.failed[shard.key] = message
+        manifest.set_shard(shard.key, {**entry, "status": "failed", "error": message, "at": provenance.now_iso()})
+        manifest.save()
+        return
+    write_shard(shard_path(out_dir, shard.key), table, shard.fingerprint)
+    errors = table.column("error").null_count
+    manifest.set_shard(
+        shard.key,
+        {**entry, "status": "done", "question_errors": table.num_rows - errors, **stats, "at": provenance.now_iso()},
+    )
+    manifest.save()
+    summary.done += 1
+
+
+def _record_engine(manifest: Manifest, model: str, described: dict[str, Any]) -> None:
+    import ray
+
+    ref = described.pop(model, None)
+    if ref is None:
+        return
+    try:
+        manifest.set_model(model, ray.get(ref, timeout=5))
+    except Exception as exc:  # noqa: BLE001 - the shard errors already say why
+        manifest.set_model(model, {"engine_error": str(exc).strip().splitlines()[-1:]})

@@ -1,0 +1,77 @@
+"""The run manifest: ``<out>/manifest.json``.
+
+It records the config, provenance (versions, git commit, seeds), each model's engine
+and quantization card, and each shard's status. It is rewritten atomically after every
+shard. Shard *files* are the source of truth for completion; the manifest explains them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray_bench.errors import ResultsError, ResumeMismatchError
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class Manifest:
+    """In-memory view of ``manifest.json`` (mutable: the driver updates it as shards land)."""
+
+    path: Path
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load_or_create(cls, out_dir: Path) -> Manifest:
+        """Read the manifest of ``out_dir`` or start an empty one."""
+        path = Path(out_dir) / MANIFEST_NAME
+        if not path.exists():
+            return cls(path, {"manifest_version": MANIFEST_VERSION, "runs": [], "models": {}, "shards": {}})
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ResultsError(
+                f"cannot read {str(path)!r}: {exc}",
+                hint="Restore the file or move it away; shard files are kept and re-validated.",
+            ) from None
+        return cls(path, data)
+
+    def save(self) -> None:
+        """Write atomically (temp file, then rename)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=False, default=str))
+        os.replace(tmp, self.path)
+
+    def check_models(self, models: dict[str, str]) -> None:
+        """Refuse to mix results of two different models under one name."""
+        known = self.data.get("models", {})
+        for name, path in models.items():
+            old = known.get(name, {}).get("path")
+            if old is not None and old != path:
+                raise ResumeMismatchError(
+                    f"model name {name!r} already holds results of {old!r} in {str(self.path.parent)!r}, "
+                    f"not {path!r}",
+                    hint="Give this model another name (--model NAME=PATH) or use a new --out directory.",
+                )
+
+    def start_run(self, config: dict[str, Any], provenance: dict[str, Any]) -> None:
+        """Append this invocation (config + provenance) to the run history."""
+        self.data.setdefault("runs", []).append({"config": config, "provenance": provenance})
+
+    def set_model(self, name: str, entry: dict[str, Any]) -> None:
+        """Record a model's path, engine info and quantization card."""
+        self.data.setdefault("models", {}).setdefault(name, {}).update(entry)
+
+    def set_shard(self, key: str, entry: dict[str, Any]) -> None:
+        """Record a shard's status and statistics."""
+        self.data.setdefault("shards", {})[key] = entry
+
+    def shard(self, key: str) -> dict[str, Any]:
+        """The shard's entry (empty dict if unknown)."""
+        return self.data.get("shards", {}).get(key, {})

@@ -1,0 +1,70 @@
+"""Provenance recorded with every result set: package versions, git commit, host."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+#: Packages whose versions decide the numbers; missing ones are recorded as null.
+TRACKED_PACKAGES = (
+    "ray-bench",
+    "ray",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "vllm",
+    "compressed-tensors",
+    "llmcompressor",
+    "pyarrow",
+    "polars",
+    "numpy",
+)
+
+
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    """Installed versions of ``names`` (``None`` when not installed)."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit(start: Path | None = None) -> dict[str, str | bool | None]:
+    """Commit and dirty flag of the ray-bench checkout (``None`` outside a git checkout)."""
+    cwd = start or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def now_iso() -> str:
+    """Current UTC time, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def collect() -> dict:
+    """Everything recorded about the environment of a run."""
+    return {
+        "packages": package_versions(),
+        "git": git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "host": platform.node(),
+        "argv": sys.argv,
+        "recorded_at": now_iso(),
+    }

@@ -1,0 +1,67 @@
+"""Connecting to Ray and deciding what each model actor reserves."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ray_bench.config import ResourceConfig
+
+
+@contextmanager
+def ray_session(address: str | None = None) -> Iterator[None]:
+    """Use the Ray instance already initialised, join ``address``/``RAY_ADDRESS``, or start one.
+
+    A local instance started here has token auth and usage stats off (it listens on
+    this machine only) and no dashboard; it is shut down on exit.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        debug = os.environ.get("RAY_BENCH_DEBUG", "") not in ("", "0")
+        ray.init(include_dashboard=False, log_to_driver=debug, configure_logging=debug)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def resolve_device(resources: ResourceConfig) -> str:
+    """``gpu`` or ``cpu``: ``auto`` picks GPUs when the cluster has any right now."""
+    import ray
+
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if resources.device == "gpu" and gpus < resources.gpus_per_worker:
+        # An autoscaling cluster adds GPU nodes on demand; say so instead of hanging silently.
+        sys.stderr.write(
+            f"Waiting for GPUs: the cluster has {gpus:g} now and each model actor needs "
+            f"{resources.gpus_per_worker} (an autoscaler may add nodes).\n"
+        )
+    if resources.device != "auto":
+        return resources.device
+    return "gpu" if gpus >= resources.gpus_per_worker else "cpu"
+
+
+def actor_options(resources: ResourceConfig, device: str) -> dict[str, Any]:
+    """Ray actor options of a model worker.
+
+    GPU actors reserve no CPU: an actor asking for GPUs without ``num_cpus`` holds a
+    CPU for its whole life and can starve a small node (pitfalls.md). Crashed actors
+    are restarted and their in-flight shards retried (results are keyed by shard, so a
+    retried shard cannot duplicate rows).
+    """
+    base: dict[str, Any] = {"max_restarts": resources.max_restarts, "max_task_retries": -1}
+    if device == "gpu":
+        return {**base, "num_gpus": resources.gpus_per_worker, "num_cpus": 0}
+    return {**base, "num_cpus": resources.cpus_per_worker, "num_gpus": 0}

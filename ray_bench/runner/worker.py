@@ -1,0 +1,70 @@
+"""The model actor: pins one model (one engine) and processes shards sent to it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from ray_bench.config import EngineConfig, ModelSpec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ray_bench.engines.base import Engine
+
+
+class ModelWorker:
+    """Holds one model for its life. Wrapped with ``ray.remote`` by the driver.
+
+    The engine is created on the first call, so a restarted actor (after a crash)
+    rebuilds it transparently before retrying the shard.
+    """
+
+    def __init__(self, model: ModelSpec, engine: EngineConfig) -> None:
+        self.model = model
+        self.engine_config = engine
+        self._engine: Engine | None = None
+
+    def _get_engine(self) -> Engine:
+        if self._engine is None:
+            from ray_bench.engines.base import create_engine
+
+            self._engine = create_engine(self.model, self.engine_config)
+        return self._engine
+
+    def describe(self) -> dict[str, Any]:
+        """Load the model and report the engine and placement (for the manifest)."""
+        from dataclasses import asdict
+
+        return {"engine": asdict(self._get_engine().info()), "placement": placement()}
+
+    def run_shard(self, questions: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
+        """Process one shard; returns the result table and run statistics."""
+        from ray_bench.runner.process import process_shard
+
+        started = time.time()
+        table = process_shard(self._get_engine(), questions, self.model.name)
+        stats = {"seconds": round(time.time() - started, 3), "started_at": started, **placement()}
+        return table, stats
+
+    def close(self) -> None:
+        """Release the engine (the actor is killed right after)."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+
+def placement() -> dict[str, Any]:
+    """Where this process runs: host, pid and the accelerator ids Ray assigned."""
+    info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "gpus": []}
+    try:
+        import ray
+
+        ctx = ray.get_runtime_context()
+        info["node_id"] = ctx.get_node_id()
+        info["gpus"] = [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])]
+    except Exception:  # noqa: BLE001 - outside Ray (tests), placement is just host/pid
+        pass
+    return info
