@@ -1,0 +1,550 @@
+"""Pure request building and result parsing for the vLLM engine (no vLLM import).
+
+Everything vLLM-specific that can be decided without a GPU lives here, so it is tested
+on CPU: the option model, the ``LLM(...)`` and ``SamplingParams(...)`` keyword
+arguments, length validation, parsing of ``RequestOutput``-like objects (duck-typed or
+plain dicts/lists) for both scoring paths, empty-result detection for re-sending,
+per-question isolation of failing requests, and quantization detection from
+``config.json``. Field names follow vLLM 0.33.0 (``vllm/sampling_params.py``,
+``vllm/outputs.py``, ``vllm/logprobs.py``).
+
+Scoring paths (``scoring_method`` option):
+
+* ``token_ids`` - fixed-token prefill scoring: ``prompt_logprob_token_ids`` holds one
+  row per choice token, ``prompt_logprob_start = len(prompt) - 1``; the result is
+  ``RequestOutput.prompt_token_id_logprobs`` of shape ``[len(choice), 1]``. Prefix-cache
+  reads stay on; a request whose scores were dropped (``None``) is re-sent with
+  ``skip_reading_prefix_cache=True``.
+* ``prompt_logprobs`` - the portable fallback: ``prompt_logprobs=0`` with flat logprobs;
+  the actual token's logprob is the first entry at each position.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ray_bench.config import config_error_from
+from ray_bench.engines.base import ChoiceScores
+from ray_bench.errors import ConfigError, ModelLoadError
+
+ScoringMethod = Literal["token_ids", "prompt_logprobs"]
+_DTYPES = Literal["auto", "float32", "bfloat16", "float16"]
+# vLLM warns and raises temperatures in (0, 0.01) to 0.01, and rejects > 2
+# (sampling_params.py __post_init__/_verify_args): refuse both up front instead.
+_MIN_SAMPLING_TEMPERATURE = 1e-2
+_MAX_TEMPERATURE = 2.0
+
+T = TypeVar("T")
+O = TypeVar("O")
+
+
+class RequestValidationError(ValueError):
+    """One question or conversation cannot be sent to vLLM as it is."""
+
+
+class OutputParseError(ValueError):
+    """A vLLM output does not have the shape its request implies."""
+
+
+# --------------------------------------------------------------------------- options
+
+
+class VllmOptions(BaseModel):
+    """vLLM engine options, read from ``EngineConfig.options``.
+
+    Attributes:
+        scoring_method: ``token_ids`` (fixed-token prefill scoring, Model Runner V2) or
+            ``prompt_logprobs`` (``prompt_logprobs=0``, works on any runner).
+        max_model_len: Context length; ``None`` uses the model's own.
+        gpu_memory_utilization: Fraction of GPU memory vLLM may take (weights + KV cache).
+        max_num_seqs: Sequences per engine step; ``None`` uses vLLM's GPU-dependent default.
+        max_num_batched_tokens: Tokens per engine step; ``None`` uses vLLM's default.
+        dtype: Overrides ``EngineConfig.dtype`` for vLLM; ``auto`` is vLLM's own rule
+            (config dtype, fp32 mapped to fp16).
+        enable_prefix_caching: Reuse the KV cache of shared prefixes (the k choices).
+        tensor_parallel_size: GPUs per model (tensor parallelism).
+        enforce_eager: Disable CUDA graphs and torch.compile (faster start, slower run).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scoring_method: ScoringMethod = "token_ids"
+    max_model_len: int | None = Field(default=None, gt=1)
+    gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
+    max_num_seqs: int | None = Field(default=None, gt=0)
+    max_num_batched_tokens: int | None = Field(default=None, gt=0)
+    dtype: _DTYPES | None = None
+    enable_prefix_caching: bool = True
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    enforce_eager: bool = False
+
+
+def parse_vllm_options(options: Mapping[str, Any]) -> VllmOptions:
+    """Validate ``EngineConfig.options`` for the vLLM engine.
+
+    Raises:
+        ConfigError: an unknown key or an invalid value (all problems in one message).
+    """
+    try:
+        return VllmOptions.model_validate(dict(options))
+    except ValidationError as exc:
+        raise config_error_from(exc, "vLLM engine options") from None
+
+
+def resolve_dtype(engine_dtype: str, option_dtype: str | None) -> str:
+    """The ``dtype`` passed to vLLM.
+
+    ``EngineConfig.dtype="auto"`` means bf16 on GPU in ray-bench, so it maps to
+    ``bfloat16`` (vLLM's own ``auto`` would run fp32 checkpoints in fp16). The
+    ``dtype`` option overrides it, but may not contradict an explicit engine dtype.
+
+    Raises:
+        ConfigError: both are set explicitly and differ.
+    """
+    if option_dtype is None:
+        return "bfloat16" if engine_dtype == "auto" else engine_dtype
+    if engine_dtype != "auto" and option_dtype != engine_dtype:
+        raise ConfigError(
+            f"engine dtype {engine_dtype!r} contradicts vLLM option dtype {option_dtype!r}",
+            hint="Set the dtype in one place only.",
+        )
+    return option_dtype
+
+
+def llm_kwargs(
+    model_path: str, revision: str | None, options: VllmOptions, dtype: str, seed: int
+) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM(...)`` (unset limits are left to vLLM)."""
+    kwargs: dict[str, Any] = {
+        "model": model_path,
+        "revision": revision,
+        "dtype": dtype,
+        "seed": seed,
+        "gpu_memory_utilization": options.gpu_memory_utilization,
+        "tensor_parallel_size": options.tensor_parallel_size,
+        "enable_prefix_caching": options.enable_prefix_caching,
+        "enforce_eager": options.enforce_eager,
+    }
+    for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens"):
+        value = getattr(options, name)
+        if value is not None:
+            kwargs[name] = value
+    return kwargs
+
+
+# --------------------------------------------------------------------------- scoring requests
+
+
+@dataclass(frozen=True)
+class ChoiceRequest:
+    """One vLLM request: a question's prompt ids followed by one choice's ids.
+
+    Attributes:
+        question: Index of the question in the batch.
+        choice: Index of the choice within the question.
+        prompt_ids: The rendered prompt (exactly what the HF engine scores after).
+        choice_ids: The scored choice tokens.
+    """
+
+    question: int
+    choice: int
+    prompt_ids: tuple[int, ...]
+    choice_ids: tuple[int, ...]
+
+    @property
+    def token_ids(self) -> list[int]:
+        """The full prompt sent to vLLM (no BOS is added by vLLM to token prompts)."""
+        return [*self.prompt_ids, *self.choice_ids]
+
+    def prompt(self) -> dict[str, list[int]]:
+        """The request's prompt as a ``TokensPrompt``-shaped dict."""
+        return {"prompt_token_ids": self.token_ids}
+
+
+def check_question(
+    prompt_ids: Sequence[int],
+    choice_ids: Sequence[Sequence[int]],
+    max_model_len: int,
+    vocab_size: int | None = None,
+) -> None:
+    """Reject a question vLLM would refuse (which would abort the whole batch).
+
+    vLLM needs room for one output token, so prompt + choice must be shorter than
+    ``max_model_len`` (``input_processor._validate_prompt_len``).
+
+    Raises:
+        RequestValidationError: with the offending lengths or ids.
+    """
+    if not prompt_ids:
+        raise RequestValidationError("the rendered prompt has no tokens")
+    if not choice_ids:
+        raise RequestValidationError("the question has no choices")
+    for i, ids in enumerate(choice_ids):
+        if not ids:
+            raise RequestValidationError(f"choice {i} tokenizes to no tokens")
+        total = len(prompt_ids) + len(ids)
+        if total >= max_model_len:
+            raise RequestValidationError(
+                f"prompt ({len(prompt_ids)} tokens) + choice {i} ({len(ids)} tokens) = {total} "
+                f"tokens does not fit max_model_len={max_model_len} (needs at most {max_model_len - 1})"
+            )
+    if vocab_size is not None:
+        bad = sorted({t for t in (*prompt_ids, *(t for c in choice_ids for t in c)) if not 0 <= t < vocab_size})
+        if bad:
+            raise RequestValidationError(f"token ids {bad[:5]} are outside the model vocabulary (size {vocab_size})")
+
+
+def build_question_requests(
+    question: int, prompt_ids: Sequence[int], choice_ids: Sequence[Sequence[int]]
+) -> list[ChoiceRequest]:
+    """The k requests of one question, adjacent so that they share the prefix cache."""
+    prompt = tuple(int(t) for t in prompt_ids)
+    return [
+        ChoiceRequest(question, i, prompt, tuple(int(t) for t in ids)) for i, ids in enumerate(choice_ids)
+    ]
+
+
+def scoring_params(
+    request: ChoiceRequest, method: ScoringMethod, *, skip_reading_prefix_cache: bool = False
+) -> dict[str, Any]:
+    """``SamplingParams`` keyword arguments that score ``request``'s choice tokens.
+
+    Args:
+        skip_reading_prefix_cache: Only for re-sending a ``token_ids`` request whose
+            scores were dropped. The ``prompt_logprobs`` path keeps vLLM's default
+            (cache reads off) because forcing reads misaligns its results.
+    """
+    common: dict[str, Any] = {"max_tokens": 1, "temperature": 0.0, "detokenize": False}
+    if method == "token_ids":
+        return {
+            **common,
+            # Row i predicts prompt token start + i + 1, i.e. choice token i.
+            "prompt_logprob_token_ids": [[t] for t in request.choice_ids],
+            "prompt_logprob_start": len(request.prompt_ids) - 1,
+            "skip_reading_prefix_cache": skip_reading_prefix_cache,
+        }
+    if method == "prompt_logprobs":
+        params = {**common, "prompt_logprobs": 0, "flat_logprobs": True}
+        if skip_reading_prefix_cache:
+            params["skip_reading_prefix_cache"] = True
+        return params
+    raise ValueError(f"unknown scoring method {method!r}")
+
+
+# --------------------------------------------------------------------------- scoring results
+
+
+@dataclass(frozen=True)
+class ChoiceResult:
+    """Score of one choice: the summed log-probability and the number of tokens."""
+
+    logprob_sum: float
+    num_tokens: int
+
+
+def _field(output: Any, name: str) -> Any:
+    if isinstance(output, Mapping):
+        return output.get(name)
+    return getattr(output, name, None)
+
+
+def _logprob_value(entry: Any) -> float:
+    # A Logprob object, a dict mirroring it, or a bare float.
+    if isinstance(entry, Mapping):
+        return float(entry["logprob"])
+    return float(getattr(entry, "logprob", entry))
+
+
+def _parse_token_id_scores(scores: Any, request: ChoiceRequest) -> ChoiceResult:
+    rows = scores.tolist() if hasattr(scores, "tolist") else list(scores)
+    if len(rows) != len(request.choice_ids):
+        raise OutputParseError(
+            f"prompt_token_id_logprobs has {len(rows)} rows, expected {len(request.choice_ids)} (one per choice token)"
+        )
+    values = [float(row[0] if isinstance(row, (list, tuple)) else row) for row in rows]
+    return ChoiceResult(sum(values), len(values))
+
+
+def _actual_token_logprobs(prompt_logprobs: Any, request: ChoiceRequest) -> list[float]:
+    start, ids = len(request.prompt_ids), request.token_ids
+    flat = hasattr(prompt_logprobs, "start_indices") or (
+        isinstance(prompt_logprobs, Mapping) and "start_indices" in prompt_logprobs
+    )
+    values = []
+    for pos in range(start, len(ids)):
+        if flat:
+            j = _field(prompt_logprobs, "start_indices")[pos]
+            token, value = _field(prompt_logprobs, "token_ids")[j], _field(prompt_logprobs, "logprobs")[j]
+        else:
+            entry = prompt_logprobs[pos]
+            if not entry or ids[pos] not in entry:
+                raise OutputParseError(f"prompt_logprobs position {pos} lacks the prompt token {ids[pos]}")
+            token, value = ids[pos], _logprob_value(entry[ids[pos]])
+        if token != ids[pos]:
+            raise OutputParseError(f"prompt_logprobs position {pos} holds token {token}, the prompt has {ids[pos]}")
+        values.append(float(value))
+    return values
+
+
+def _scores_field(output: Any, method: ScoringMethod) -> Any:
+    return _field(output, "prompt_token_id_logprobs" if method == "token_ids" else "prompt_logprobs")
+
+
+def needs_resend(output: Any, request: ChoiceRequest, method: ScoringMethod) -> bool:
+    """Whether ``output`` came back empty and should be re-sent without cache reads.
+
+    ``token_ids``: vLLM drops the scores (``None``) when a prefix-cache hit covered the
+    first scored row. ``prompt_logprobs``: missing or short results (positions that
+    were read from the cache have no logprobs).
+    """
+    scores = _scores_field(output, method)
+    if scores is None:
+        return True
+    if method == "prompt_logprobs":
+        return len(scores) < len(request.token_ids)
+    return False
+
+
+def parse_choice_output(output: Any, request: ChoiceRequest, method: ScoringMethod) -> ChoiceResult | None:
+    """Per-choice logprob sum and token count from one ``RequestOutput``-like object.
+
+    Returns:
+        ``None`` when the result is empty (see :func:`needs_resend`).
+
+    Raises:
+        OutputParseError: the output does not match the request (wrong row count,
+            misaligned positions, non-finite logprobs).
+    """
+    if needs_resend(output, request, method):
+        return None
+    returned = _field(output, "prompt_token_ids")
+    if returned is not None and list(returned) != request.token_ids:
+        raise OutputParseError("the output's prompt_token_ids differ from the request's")
+    scores = _scores_field(output, method)
+    if method == "token_ids":
+        result = _parse_token_id_scores(scores, request)
+    else:
+        values = _actual_token_logprobs(scores, request)
+        result = ChoiceResult(sum(values), len(values))
+    if not math.isfinite(result.logprob_sum):
+        raise OutputParseError(f"choice {request.choice} has a non-finite logprob sum {result.logprob_sum}")
+    return result
+
+
+def assemble_scores(
+    question_id: str, num_choices: int, results: Mapping[int, ChoiceResult], error: str | None = None
+) -> ChoiceScores:
+    """One :class:`ChoiceScores`; an error, or any missing choice, makes it an error record."""
+    if error is None:
+        missing = [i for i in range(num_choices) if i not in results]
+        if missing:
+            error = f"choices {missing} got no scores from vLLM (empty even after re-sending)"
+    if error is not None:
+        return ChoiceScores(question_id=question_id, error=error)
+    ordered = [results[i] for i in range(num_choices)]
+    return ChoiceScores(
+        question_id=question_id,
+        logprob_sums=tuple(r.logprob_sum for r in ordered),
+        num_tokens=tuple(r.num_tokens for r in ordered),
+    )
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def generation_params(
+    max_new_tokens: int, temperature: float, top_p: float, seed: int
+) -> dict[str, Any]:
+    """``SamplingParams`` keyword arguments: greedy at 0, else seeded sampling.
+
+    Every field that the model's ``generation_config`` could otherwise influence is set
+    explicitly. Detokenization is done by the engine with the HF tokenizer.
+
+    Raises:
+        ConfigError: a temperature vLLM would silently raise (0 < T < 0.01) or reject (> 2).
+    """
+    if 0.0 < temperature < _MIN_SAMPLING_TEMPERATURE or temperature > _MAX_TEMPERATURE:
+        raise ConfigError(
+            f"temperature {temperature} is outside what vLLM accepts unchanged",
+            hint=f"Use 0 (greedy) or a value in [{_MIN_SAMPLING_TEMPERATURE}, {_MAX_TEMPERATURE}].",
+        )
+    greedy = temperature == 0.0
+    return {
+        "n": 1,
+        "max_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_p": 1.0 if greedy else top_p,
+        "top_k": 0,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "seed": None if greedy else seed,
+        "detokenize": False,
+    }
+
+
+def check_generation_prompt(prompt_len: int, max_new_tokens: int, max_model_len: int) -> None:
+    """Reject a prompt whose generation would be cut short by ``max_model_len``.
+
+    Raises:
+        RequestValidationError: with the lengths.
+    """
+    if prompt_len < 1:
+        raise RequestValidationError("the rendered prompt has no tokens")
+    if prompt_len + max_new_tokens > max_model_len:
+        raise RequestValidationError(
+            f"prompt ({prompt_len} tokens) + max_new_tokens ({max_new_tokens}) exceeds max_model_len={max_model_len}"
+        )
+
+
+def generated_token_ids(output: Any) -> list[int]:
+    """The token ids of the single completion in a ``RequestOutput``-like object.
+
+    Raises:
+        OutputParseError: no completion came back.
+    """
+    completions = _field(output, "outputs")
+    if not completions:
+        raise OutputParseError("the output has no completion")
+    return [int(t) for t in _field(completions[0], "token_ids")]
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+def submit_isolated(
+    groups: Sequence[Sequence[T]],
+    submit: Callable[[list[T]], list[O]],
+    recoverable: tuple[type[BaseException], ...],
+) -> list[list[O] | BaseException]:
+    """Submit all groups in one call; if vLLM refuses the call, retry group by group.
+
+    vLLM aborts a whole ``generate`` call when one request is invalid, so a refusal
+    (an exception in ``recoverable``) is narrowed down to the groups (questions) that
+    cause it. Other exceptions (a dead engine) propagate.
+
+    Returns:
+        Per group, its outputs in order, or the exception that group raised.
+    """
+    flat = [item for group in groups for item in group]
+    if not flat:
+        return [[] for _ in groups]
+    try:
+        outputs = _checked(submit(flat), len(flat))
+    except recoverable as exc:
+        if len(groups) == 1:
+            return [exc]
+        return [_submit_one(group, submit, recoverable) for group in groups]
+    result: list[list[O] | BaseException] = []
+    offset = 0
+    for group in groups:
+        result.append(outputs[offset : offset + len(group)])
+        offset += len(group)
+    return result
+
+
+def _submit_one(
+    group: Sequence[T], submit: Callable[[list[T]], list[O]], recoverable: tuple[type[BaseException], ...]
+) -> list[O] | BaseException:
+    if not group:
+        return []
+    try:
+        return _checked(submit(list(group)), len(group))
+    except recoverable as exc:
+        return exc
+
+
+def _checked(outputs: list[O], expected: int) -> list[O]:
+    if len(outputs) != expected:
+        raise OutputParseError(f"vLLM returned {len(outputs)} outputs for {expected} requests")
+    return outputs
+
+
+# --------------------------------------------------------------------------- quantization
+
+
+@dataclass(frozen=True)
+class QuantizationInfo:
+    """What a checkpoint's ``config.json`` says about its quantization.
+
+    Attributes:
+        method: ``quant_method`` normalized as vLLM does (``compressed-tensors``,
+            ``gptq``, ``awq``, ``fp8``, ...), ``None`` for an unquantized checkpoint.
+        format: The storage format (``pack-quantized``, ``gemm``, ...), if stated.
+        scheme: ``W{bits}A{bits}`` when the bit widths are stated.
+        source: The file read, or ``None`` when nothing was found.
+    """
+
+    method: str | None = None
+    format: str | None = None
+    scheme: str | None = None
+    source: str | None = None
+
+    def as_extra(self, prefix: str = "checkpoint_quant") -> dict[str, str]:
+        """String entries for ``EngineInfo.extra`` (``none`` for unset fields)."""
+        return {
+            f"{prefix}_method": self.method or "none",
+            f"{prefix}_format": self.format or "none",
+            f"{prefix}_scheme": self.scheme or "none",
+        }
+
+
+def _ct_scheme(cfg: Mapping[str, Any]) -> str | None:
+    groups = cfg.get("config_groups") or {}
+    schemes = set()
+    for group in groups.values():
+        weights = group.get("weights") or {}
+        acts = group.get("input_activations") or {}
+        if weights.get("num_bits") is not None:
+            schemes.add(f"W{weights['num_bits']}A{acts.get('num_bits', 16)}")
+    return "+".join(sorted(schemes)) or None
+
+
+def quantization_from_config(config: Mapping[str, Any], source: str | None = None) -> QuantizationInfo:
+    """Read the quantization of a model from its (parsed) ``config.json``.
+
+    Mirrors vLLM's lookup: ``quantization_config``, else ``compression_config``
+    (compressed-tensors), also inside ``text_config`` for multimodal models.
+    """
+    cfg = config.get("quantization_config") or config.get("compression_config")
+    if cfg is None and isinstance(config.get("text_config"), Mapping):
+        return quantization_from_config(config["text_config"], source)
+    if not isinstance(cfg, Mapping):
+        return QuantizationInfo(source=source)
+    method = str(cfg.get("quant_method") or "").lower().replace("compressed_tensors", "compressed-tensors")
+    fmt = cfg.get("format") or cfg.get("checkpoint_format") or cfg.get("version")
+    if method == "compressed-tensors":
+        scheme = _ct_scheme(cfg)
+    else:
+        bits = cfg.get("bits", cfg.get("w_bit"))
+        scheme = f"W{bits}A16" if bits is not None else None
+    return QuantizationInfo(method or None, str(fmt) if fmt is not None else None, scheme, source)
+
+
+def read_checkpoint_quantization(model_path: str | Path) -> QuantizationInfo:
+    """:func:`quantization_from_config` on a local checkpoint directory.
+
+    A hub id (not a local directory) gives an empty result: vLLM's own report is
+    then the only record.
+
+    Raises:
+        ModelLoadError: the directory has a ``config.json`` that is not a JSON object.
+    """
+    path = Path(model_path) / "config.json"
+    if not path.is_file():
+        return QuantizationInfo()
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}", hint="Check the checkpoint directory.") from None
+    if not isinstance(config, Mapping):
+        raise ModelLoadError(f"{path} does not hold a JSON object", hint="Check the checkpoint directory.")
+    return quantization_from_config(config, source=str(path))
