@@ -1,8 +1,95 @@
-"""placeholder"""
+"""`ray-bench run`: models x datasets through Ray actors into resumable Parquet shards."""
 
-EPILOG = ""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ray_bench.cli.common import err_console, out_console
+
+EPILOG = (
+    "Examples:\n\n"
+    "  ray-bench run --model base=./models/base --model q=./models/base-rtn-w4a16 "
+    "--dataset BBQ --dataset CEB-Recognition --data data/ --out runs/r1\n\n"
+    "  ray-bench run --config jobs/example_run.yaml --limit 100\n\n"
+    "  ray-bench run --model m=./models/base --dataset BBQ --data data/ --out runs/dry --engine dummy"
+)
 
 
-def run() -> None:
-    """placeholder"""
-    raise NotImplementedError
+def _engine_options(pairs: list[str] | None) -> dict[str, Any] | None:
+    """Parse ``KEY=VALUE`` pairs; values are YAML scalars (numbers, booleans, strings)."""
+    if not pairs:
+        return None
+    import yaml
+
+    from ray_bench.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--engine-option {pair!r} is not KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def build_run_config(config: Path | None, overrides: dict[str, Any]) -> Any:
+    """The validated :class:`RunConfig`: YAML first, then flags on top."""
+    from ray_bench.config import RunConfig, build_config, load_yaml, merge_overrides
+
+    data = merge_overrides(load_yaml(config), overrides)
+    return build_config(RunConfig, data, f"run config{f' {config}' if config else ''}")
+
+
+def run(
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML with RunConfig fields; flags override it.")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", help="[NAME=]PATH or HF id; repeat for several.")] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Dataset or family name; repeatable.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Directory from `ray-bench datasets prepare`.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Results directory (rerun to resume).")] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help="hf, vllm, dummy or module:factory.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="First N questions of each dataset.")] = None,
+    shard_size: Annotated[Optional[int], typer.Option("--shard-size", help="Questions per shard.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, gpu or cpu (what actors reserve).")] = None,
+    replicas: Annotated[Optional[int], typer.Option("--replicas", help="Actors per model.")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto, float32, bfloat16, float16.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", help="Generation limit per turn.")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="0 = greedy.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of sampling; recorded.")] = None,
+    engine_option: Annotated[Optional[list[str]], typer.Option("--engine-option", help="Engine-specific KEY=VALUE.")] = None,
+    bbq_context: Annotated[Optional[str], typer.Option("--bbq-context", help="ambig (default), disambig or all.")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS or local).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Run models over datasets on Ray; finished shards are skipped on rerun.
+
+    Closed questions get per-choice log-probability scores, open prompts get
+    generations. Results: OUT/<model>/<dataset>/shard-NNNNN.parquet and OUT/manifest.json.
+    """
+    from ray_bench.errors import RayBenchError
+    from ray_bench.runner import run as run_pipeline
+
+    engine_overrides = {
+        "name": engine, "dtype": dtype, "max_new_tokens": max_new_tokens,
+        "temperature": temperature, "seed": seed, "options": _engine_options(engine_option),
+    }
+    overrides = {
+        "models": model, "datasets": dataset, "data_dir": data, "out_dir": out, "limit": limit,
+        "shard_size": shard_size, "bbq_context": bbq_context, "ray_address": address, "seed": seed,
+        "engine": engine_overrides, "resources": {"device": device, "replicas": replicas},
+    }
+    cfg = build_run_config(config, overrides)
+    summary = run_pipeline(cfg, progress=not quiet)
+    err_console.print(
+        f"{summary.done} shard(s) computed, {summary.skipped} already done, "
+        f"{len(summary.failed)} failed, on {summary.device or 'nothing'} in {summary.seconds:.1f}s"
+    )
+    out_console.print(str(summary.out_dir))
+    if summary.failed:
+        first = next(iter(summary.failed.items()))
+        raise RayBenchError(
+            f"{len(summary.failed)} shard(s) failed; first {first[0]}: {first[1]}",
+            hint="Fix the cause and rerun the same command: finished shards are kept, failed ones retried.",
+        )

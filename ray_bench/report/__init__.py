@@ -1,0 +1,1 @@
+"""Tables and figures a researcher can read and publish."""
