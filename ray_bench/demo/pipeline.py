@@ -1,0 +1,94 @@
+"""The whole pipeline on CPU, offline: tiny models, sample questions, local Ray, flips."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+@dataclass
+class DemoResult:
+    """What the demo produced: the flip table, where things are, and step timings."""
+
+    flips: pl.DataFrame
+    out_dir: Path
+    variant: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(f"[demo] {message}\n")
+
+
+def make_models(models_dir: Path) -> tuple[Path, Path, str]:
+    """The tiny base model and its variant: RTN W4A16 when llmcompressor is installed,
+    else a copy with small Gaussian weight noise (clearly labelled)."""
+    from ray_bench.demo.tiny import build_tiny_model, perturb_model
+
+    base = models_dir / "base"
+    if not (base / "config.json").exists():
+        build_tiny_model(base, hidden_size=128, intermediate_size=256, num_layers=2, seed=0)
+    try:
+        from ray_bench.quantize import quantize_model
+    except ImportError:
+        quantize_model = None
+    if quantize_model is not None:
+        try:
+            variant = quantize_model(base, models_dir, method="rtn", scheme="w4a16", name="base")
+            return base, Path(variant), "rtn-w4a16"
+        except Exception as exc:  # noqa: BLE001 - the demo must still run without the extra
+            _log(f"RTN W4A16 quantization unavailable ({type(exc).__name__}: {exc}); using a perturbed copy")
+    perturbed = models_dir / "base-perturbed"
+    if not (perturbed / "config.json").exists():
+        perturb_model(base, perturbed, scale=0.05, seed=1)
+    return base, perturbed, "perturbed"
+
+
+def run_demo(out_dir: str | Path, *, fresh: bool = False, progress: bool = True) -> DemoResult:
+    """Build models, prepare the bundled sample, run both models through local Ray, analyze."""
+    from ray_bench.analysis import flip_table
+    from ray_bench.config import RunConfig
+    from ray_bench.datasets import prepare
+    from ray_bench.results import read_results
+    from ray_bench.runner import run
+
+    out = Path(out_dir)
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    seconds: dict[str, float] = {}
+    t0 = time.time()
+    _log("building the tiny base model and its variant")
+    base, variant, kind = make_models(out / "models")
+    seconds["models"] = time.time() - t0
+    t0 = time.time()
+    _log("preparing the bundled sample questions")
+    report = prepare("sample", out / "data")
+    names = sorted(report.counts) if hasattr(report, "counts") else None
+    seconds["datasets"] = time.time() - t0
+    t0 = time.time()
+    _log("running both models through a local Ray cluster (CPU)")
+    config = RunConfig(
+        models=[f"base={base}", f"{kind}={variant}"],
+        datasets=names or ["all"],
+        data_dir=out / "data",
+        out_dir=out / "runs",
+        engine={"name": "hf", "dtype": "float32", "device": "cpu", "max_new_tokens": 16},
+        resources={"device": "cpu"},
+        shard_size=100,
+    )
+    summary = run(config, progress=progress)
+    seconds["run"] = time.time() - t0
+    if not summary.ok:
+        from ray_bench.errors import RayBenchError
+
+        raise RayBenchError(f"demo run failed: {summary.failed}", hint="Rerun with RAY_BENCH_DEBUG=1.")
+    flips = flip_table(read_results(out / "runs"), base="base")
+    flips.write_csv(out / "flips.csv")
+    return DemoResult(flips=flips, out_dir=out, variant=kind, seconds=seconds)
