@@ -1,0 +1,211 @@
+"""``prepare``: source files -> one validated Parquet file per dataset directory + a manifest.
+
+Every requested dataset is loaded and validated before anything is written, so a bad
+row leaves the output directory exactly as it was. Each Parquet file is then written
+under a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ray_bench.datasets.loading import LoadedDataset, load_dataset
+from ray_bench.datasets.sources import DEFAULT_TIMEOUT_S, Source
+from ray_bench.datasets.specs import get_spec, resolve_names
+from ray_bench.datasets.tables import parquet_path, questions_to_table, write_table_atomic
+from ray_bench.errors import ConfigError
+from ray_bench.schema import SCHEMA_VERSION
+
+#: Manifest written next to the Parquet files.
+MANIFEST_NAME = "manifest.json"
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """What ``prepare`` wrote for one dataset directory.
+
+    Attributes:
+        name: Directory name (Parquet file stem).
+        family: Family name.
+        kind: ``closed`` or ``open``.
+        path: The Parquet file.
+        count: Rows written.
+        counts: Rows per axis.
+        expected: Reference rows per axis present (``None`` where unknown).
+        missing: Expected source files that were absent.
+        conditions: Rows per BBQ context condition (empty for other datasets).
+    """
+
+    name: str
+    family: str
+    kind: str
+    path: str
+    count: int
+    counts: Mapping[str, int]
+    expected: Mapping[str, int | None]
+    missing: tuple[str, ...]
+    conditions: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class PrepareReport:
+    """Result of :func:`prepare`.
+
+    Attributes:
+        source: The source as given (directory, URL or ``sample``).
+        out_dir: The output directory.
+        manifest: Path of the manifest file.
+        prepared: One entry per Parquet file written.
+        skipped: Datasets with no source file at all, with the files looked for.
+    """
+
+    source: str
+    out_dir: str
+    manifest: str
+    prepared: tuple[PreparedDataset, ...]
+    skipped: Mapping[str, tuple[str, ...]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def prepare(
+    source: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    names: Iterable[str] | None = None,
+    iat_stimuli: str | os.PathLike[str] | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    log: Log | None = None,
+) -> PrepareReport:
+    """Validate the requested datasets and write ``<out_dir>/<name>.parquet`` for each.
+
+    Args:
+        source: A directory in the repackaged layout, a base URL, ``public`` (the reference
+            benchmark's URLs) or ``sample`` (the bundled sample set).
+        out_dir: Output directory (created if needed).
+        names: Directory or family names; ``None`` means all 17 directories.
+        iat_stimuli: Path or URL of the IAT stimuli CSV (default: found next to the source,
+            the bundled one for ``sample``, else the public URL).
+        timeout: Seconds per download.
+        log: Receives progress and warning lines (default: stderr).
+
+    Returns:
+        What was written, skipped and where the manifest is.
+
+    Raises:
+        DatasetError: A source file or row is invalid; nothing is written.
+        DownloadError: A remote file could not be fetched; nothing is written.
+        ConfigError: Bad source, or no dataset file found at all.
+        UnknownNameError: An unknown dataset name.
+    """
+    emit = log or _stderr
+    specs = [get_spec(n) for n in resolve_names(names)]
+    src = Source(source, timeout=timeout)
+    stimuli = os.fspath(iat_stimuli) if iat_stimuli is not None else None
+    loaded, skipped = [], {}
+    for spec in specs:
+        emit(f"Loading {spec.name} from {src.description} ...")
+        result = load_dataset(spec, src, stimuli)
+        if not result.counts:
+            skipped[spec.name] = tuple(result.missing)
+            emit(f"Warning: skipping {spec.name}: no source file found ({', '.join(result.missing)})")
+            continue
+        _warn_incomplete(result, src.is_sample, emit)
+        loaded.append(result)
+    if not loaded:
+        raise ConfigError(
+            f"no dataset file found in {src.description!r} for {', '.join(s.name for s in specs)}",
+            hint="The source must hold closed_datasets/<Name>/<axis>.json and open_datasets/<Name>/<axis>.json.",
+        )
+    out = Path(out_dir)
+    # Build every table before writing any: a conversion failure must not leave a partial output.
+    tables = [(item, questions_to_table(item.questions)) for item in loaded]
+    prepared = []
+    for item, table in tables:
+        path = parquet_path(out, item.spec.name)
+        write_table_atomic(table, path)
+        prepared.append(_prepared_entry(item, path))
+        emit(f"Wrote {path} ({table.num_rows} questions)")
+    manifest = _update_manifest(out, str(source), prepared, skipped, stimuli)
+    return PrepareReport(str(source), str(out), str(manifest), tuple(prepared), skipped)
+
+
+def _warn_incomplete(item: LoadedDataset, is_sample: bool, emit: Log) -> None:
+    # The sample set is partial by design: its gaps are recorded but not worth a warning.
+    if is_sample:
+        return
+    if item.missing:
+        emit(f"Warning: {item.spec.name}: {len(item.missing)} source file(s) absent: {', '.join(item.missing)}")
+    for axis, count in item.counts.items():
+        expected = item.spec.expected(axis)
+        if expected is not None and count != expected:
+            emit(f"Warning: {item.spec.name}/{axis} has {count} rows; the reference has {expected}")
+
+
+def _prepared_entry(item: LoadedDataset, path: Path) -> PreparedDataset:
+    conditions = Counter(q.context_condition for q in item.questions if q.context_condition)
+    return PreparedDataset(
+        name=item.spec.name,
+        family=item.spec.family,
+        kind=item.spec.kind,
+        path=str(path),
+        count=len(item.questions),
+        counts=dict(item.counts),
+        expected={axis: item.spec.expected(axis) for axis in item.counts},
+        missing=tuple(item.missing),
+        conditions=dict(sorted(conditions.items())),
+    )
+
+
+def _update_manifest(
+    out: Path, source: str, prepared: list[PreparedDataset], skipped: Mapping[str, tuple[str, ...]], stimuli: str | None
+) -> Path:
+    path = out / MANIFEST_NAME
+    manifest = _read_manifest(path)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for entry in prepared:
+        record = asdict(entry)
+        record.update(file=Path(entry.path).name, source=source, prepared_at=now)
+        if get_spec(entry.name).generated:
+            record["iat_stimuli"] = stimuli or "default"
+        del record["path"]
+        manifest["datasets"][entry.name] = record
+    for name, missing in skipped.items():
+        manifest["skipped"][name] = {"source": source, "missing": list(missing), "checked_at": now}
+    for entry in prepared:
+        manifest["skipped"].pop(entry.name, None)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".manifest.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(manifest, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    fresh: dict[str, Any] = {"kind": "ray-bench datasets", "schema_version": SCHEMA_VERSION, "datasets": {}, "skipped": {}}
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return fresh
+    # Entries of other datasets are kept so that preparing in several runs accumulates.
+    if isinstance(old, dict) and isinstance(old.get("datasets"), dict) and isinstance(old.get("skipped"), dict):
+        fresh["datasets"].update(old["datasets"])
+        fresh["skipped"].update(old["skipped"])
+    return fresh
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
