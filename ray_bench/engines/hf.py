@@ -1,0 +1,306 @@
+"""The Hugging Face ``transformers`` engine (registered as ``hf``), CPU or GPU.
+
+Scoring runs each prompt once: prompt and choices are packed into one row with a block
+attention mask and per-choice position ids (:mod:`ray_bench.engines.hf_scoring`), rows
+are batched by ``EngineConfig.max_batch_tokens`` with length bucketing, and the LM head
+runs only where a choice token is predicted. Token ids follow
+:mod:`ray_bench.engines.prompts` exactly. Generation is greedy by default, or sampled
+with a per-question seed (:mod:`ray_bench.engines.hf_generation`).
+
+Engine-specific ``EngineConfig.options``: ``attn_implementation`` (default ``sdpa``;
+scoring needs ``sdpa`` or ``eager``), ``trust_remote_code`` (default ``False``).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ray_bench.config import EngineConfig, ModelSpec
+from ray_bench.engines.base import (
+    ChoiceScores,
+    EngineInfo,
+    GenerateRequest,
+    Generation,
+    ScoreRequest,
+    register_engine,
+)
+from ray_bench.engines.batching import PackedQuestion, max_position_needed, pack_question, plan_batches
+from ray_bench.engines.hf_generation import DecodeSettings, decode_batch, row_seed, stop_token_ids
+from ray_bench.engines.hf_scoring import PackedScorer
+from ray_bench.engines.prompts import build_messages, render_prompt, score_spans
+from ray_bench.errors import ConfigError, EngineError, ModelLoadError
+
+_ATTN_FOR_SCORING = ("sdpa", "eager")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` becomes ``cuda`` when available, else ``cpu``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but torch sees no CUDA GPU", hint="Use --device cpu or auto.")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bf16 on CUDA and fp32 elsewhere (CPU bf16 kernels are slow and inexact)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_model_and_tokenizer(spec: ModelSpec, config: EngineConfig, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
+    """Load tokenizer and causal LM from ``spec.path``, raising :class:`ModelLoadError` on failure.
+
+    Only ``dtype``/``attn_implementation``/``device_map`` are passed: a checkpoint's own
+    ``quantization_config`` (e.g. compressed-tensors) is picked up by ``from_pretrained``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    opts = dict(config.options)
+    attn = opts.get("attn_implementation", "sdpa")
+    trust = bool(opts.get("trust_remote_code", False))
+    local = Path(spec.path).expanduser()
+    looks_local = spec.path.startswith((".", "/", "~")) or local.exists()
+    if looks_local and not (local / "config.json").is_file():
+        what = "does not exist" if not local.exists() else "has no config.json"
+        raise ModelLoadError(
+            f"model path {spec.path!r} {what}",
+            hint="Pass a directory written by save_pretrained (config.json, weights, tokenizer) or a Hub id.",
+        )
+    path = str(local) if looks_local else spec.path
+    # device_map loads straight onto the GPU but needs accelerate; without it, load then move.
+    placement = {"device_map": str(device)} if device.type != "cpu" and _has_accelerate() else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=spec.revision, trust_remote_code=trust)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, revision=spec.revision, dtype=dtype, attn_implementation=attn, trust_remote_code=trust, **placement
+        )
+        if not placement:
+            model.to(device)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ... for bad checkpoints
+        raise ModelLoadError(
+            f"cannot load model {spec.path!r}: {type(exc).__name__}: {exc}",
+            hint="Check that the path holds a causal LM with its tokenizer; Hub ids need network access or a local cache.",
+        ) from exc
+    model.eval()
+    return model, tokenizer
+
+
+def _has_accelerate() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
+
+
+class HFEngine:
+    """Engine over an already loaded ``transformers`` model and tokenizer.
+
+    Args:
+        model: A ``*ForCausalLM`` on ``device``.
+        tokenizer: Its tokenizer (``AutoTokenizer``).
+        config: Engine options (batch budget, decoding, system prompt).
+        model_path: Where the model came from (for :meth:`info`).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, config: EngineConfig, *, model_path: str = "") -> None:
+        attn = getattr(model.config, "_attn_implementation", "sdpa")
+        if attn not in _ATTN_FOR_SCORING:
+            raise ConfigError(
+                f"attn_implementation {attn!r} cannot take the block attention mask used for scoring",
+                hint=f"Use one of {', '.join(_ATTN_FOR_SCORING)} (options.attn_implementation).",
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.model_path = model_path
+        self.device = next(model.parameters()).device
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = int(pad) if pad is not None else 0
+        text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.max_positions: int | None = getattr(text_config, "max_position_embeddings", None)
+        self.scorer = PackedScorer(model, self.device, self.pad_id)
+
+    # ----------------------------------------------------------------- scoring
+    def score_choices(self, requests: Sequence[ScoreRequest]) -> list[ChoiceScores]:
+        """Score every choice of every request, prompt computed once per question; request order."""
+        self._require_open()
+        results: list[ChoiceScores | None] = [None] * len(requests)
+        packed: dict[int, PackedQuestion] = {}
+        for i, req in enumerate(requests):
+            try:
+                packed[i] = self._pack(req)
+            except Exception as exc:
+                results[i] = ChoiceScores(req.question_id, error=_describe(exc))
+        todo = list(packed)
+        for batch in plan_batches([packed[i].length for i in todo], self.config.max_batch_tokens):
+            members = [todo[j] for j in batch]
+            self._run_with_retry(
+                members,
+                lambda ms: self.scorer.score([packed[m] for m in ms]),
+                lambda m, out: ChoiceScores(requests[m].question_id, logprob_sums=out[0], num_tokens=out[1]),
+                lambda m, err: ChoiceScores(requests[m].question_id, error=err),
+                results,
+            )
+        assert all(r is not None for r in results), "every request gets a result"
+        return results  # type: ignore[return-value]
+
+    def _pack(self, req: ScoreRequest) -> PackedQuestion:
+        prompt_ids, choice_ids = score_spans(self.tokenizer, req.prompt, req.choices, self.config.system_prompt)
+        packed = pack_question(prompt_ids, choice_ids)
+        needed = max_position_needed(len(prompt_ids), [len(c) for c in choice_ids])
+        if self.max_positions is not None and needed > self.max_positions:
+            raise ValueError(
+                f"prompt+choice needs {needed} tokens but the model allows {self.max_positions} "
+                f"(prompt {len(prompt_ids)} tokens, longest choice {needed - len(prompt_ids)})"
+            )
+        return packed
+
+    def _run_with_retry(
+        self,
+        members: list[int],
+        run: Callable[[list[int]], list[Any]],
+        ok: Callable[[int, Any], Any],
+        fail: Callable[[int, str], Any],
+        results: list[Any],
+    ) -> None:
+        """Run a batch; if it raises, run its members one by one so only the bad one fails."""
+        try:
+            outs = run(members)
+        except Exception as exc:
+            self._free_cache()
+            if len(members) == 1:
+                results[members[0]] = fail(members[0], _describe(exc))
+                return
+            for m in members:
+                self._run_with_retry([m], run, ok, fail, results)
+            return
+        for m, out in zip(members, outs):
+            results[m] = ok(m, out)
+
+    # -------------------------------------------------------------- generation
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """Answer every request turn by turn, batching all conversations of a turn; request order."""
+        self._require_open()
+        responses: list[list[str]] = [[] for _ in requests]
+        counts = [0] * len(requests)
+        errors: list[str | None] = [None if r.turns else "request has no user turns" for r in requests]
+        for turn in range(max((len(r.turns) for r in requests), default=0)):
+            active = [i for i, r in enumerate(requests) if errors[i] is None and len(r.turns) > turn]
+            prompts: dict[int, list[int]] = {}
+            for i in active:
+                try:
+                    prompts[i] = self._generation_prompt(requests[i], responses[i], turn)
+                except Exception as exc:
+                    errors[i] = _describe(exc)
+            outputs: list[Any] = [None] * len(requests)
+            for batch in self._generation_batches(prompts):
+                self._run_with_retry(
+                    batch,
+                    lambda ms, t=turn: self._decode([prompts[m] for m in ms], [requests[m] for m in ms], t),
+                    lambda m, out: out,
+                    lambda m, err: err,
+                    outputs,
+                )
+            for i in prompts:
+                if isinstance(outputs[i], str):
+                    errors[i] = outputs[i]
+                else:
+                    responses[i].append(self.tokenizer.decode(outputs[i], skip_special_tokens=True))
+                    counts[i] += len(outputs[i])
+        return [
+            Generation(r.question_id, error=errors[i])
+            if errors[i] is not None
+            else Generation(r.question_id, responses=tuple(responses[i]), num_output_tokens=counts[i])
+            for i, r in enumerate(requests)
+        ]
+
+    def _generation_prompt(self, req: GenerateRequest, responses: list[str], turn: int) -> list[int]:
+        messages = build_messages(req.turns[: turn + 1], responses, self.config.system_prompt)
+        ids, _ = render_prompt(self.tokenizer, messages)
+        if self.max_positions is not None and len(ids) >= self.max_positions:
+            raise ValueError(
+                f"turn {turn + 1} prompt has {len(ids)} tokens, the model allows {self.max_positions}"
+            )
+        return ids
+
+    def _generation_batches(self, prompts: dict[int, list[int]]) -> list[list[int]]:
+        """Batches of ``batch_size`` prompts of similar length (less left padding)."""
+        order = sorted(prompts, key=lambda i: len(prompts[i]))
+        size = self.config.batch_size
+        return [order[k : k + size] for k in range(0, len(order), size)]
+
+    def _decode(self, prompts: list[list[int]], reqs: list[GenerateRequest], turn: int) -> list[list[int]]:
+        cfg = self.config
+        settings = DecodeSettings(cfg.temperature, cfg.top_p, stop_token_ids(self.model, self.tokenizer), self.pad_id)
+        limits = [
+            cfg.max_new_tokens if self.max_positions is None else min(cfg.max_new_tokens, self.max_positions - len(p))
+            for p in prompts
+        ]
+        generators = [None] * len(prompts)
+        if cfg.temperature > 0:
+            generators = [
+                torch.Generator(device=self.device).manual_seed(row_seed(cfg.seed, r.question_id, turn)) for r in reqs
+            ]
+        return decode_batch(self.model, prompts, limits, settings, generators, self.device)
+
+    # -------------------------------------------------------------- lifecycle
+    def info(self) -> EngineInfo:
+        """Engine, model path, dtype, device and library versions for the run manifest."""
+        import transformers
+
+        model = self.model
+        dtype = str(next(model.parameters()).dtype).replace("torch.", "") if model is not None else "closed"
+        quant = getattr(getattr(model, "config", None), "quantization_config", None)
+        quant_method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+        return EngineInfo(
+            engine="hf",
+            model_path=self.model_path,
+            dtype=dtype,
+            device=str(self.device),
+            extra={
+                "transformers": transformers.__version__,
+                "torch": torch.__version__,
+                "attn_implementation": str(getattr(getattr(model, "config", None), "_attn_implementation", "")),
+                "quantization": str(quant_method or "none"),
+                "scoring": "packed prompt-once (block mask)",
+            },
+        )
+
+    def close(self) -> None:
+        """Drop the model and free accelerator memory; the engine is unusable afterwards."""
+        self.model = None
+        self.scorer = None
+        gc.collect()
+        self._free_cache()
+
+    def _require_open(self) -> None:
+        if self.model is None:
+            raise EngineError(f"the hf engine for {self.model_path!r} was closed", hint="Create a new engine.")
+
+    def _free_cache(self) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+@register_engine("hf")
+def create_hf_engine(model: ModelSpec, config: EngineConfig) -> HFEngine:
+    """Load ``model`` with ``transformers`` and wrap it in an :class:`HFEngine`.
+
+    Raises:
+        ModelLoadError: the path is missing or does not hold a loadable causal LM.
+        ConfigError: the device or attention implementation is unusable.
+    """
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+    hf_model, tokenizer = load_model_and_tokenizer(model, config, device, dtype)
+    return HFEngine(hf_model, tokenizer, config, model_path=model.path)

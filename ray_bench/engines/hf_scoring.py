@@ -1,0 +1,170 @@
+"""Prompt-once choice scoring with a Hugging Face causal LM (torch side of the packing).
+
+Each question is one packed row (see :mod:`ray_bench.engines.batching`): the prompt is
+run once and every choice continues from it through a block attention mask and
+per-choice position ids, so a forward costs ``P + sum(Ci)`` tokens instead of
+``k * P + sum(Ci)``. The LM head runs only on the hidden states that predict choice
+tokens (``1 + sum(Ci - 1)`` rows per question), in chunks so that a large vocabulary
+never materializes a ``tokens x vocab`` matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ray_bench.engines.batching import PAD_SEGMENT, PackedQuestion
+
+#: Config attributes that post-process logits inside ``forward``; with any of them set,
+#: the head cannot be applied on its own and the full model forward is used instead.
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+#: Largest ``rows x vocab`` logits chunk materialized at once (fp32: 256 MiB).
+_LOGIT_CHUNK_ELEMENTS = 1 << 26
+
+
+def block_mask(segments: torch.Tensor, *, as_bool: bool, dtype: torch.dtype) -> torch.Tensor:
+    """The ``[B, 1, L, L]`` attention mask of packed rows with ``segments`` ``[B, L]``.
+
+    Query ``q`` sees key ``k <= q`` when ``k`` is a prompt token (segment 0) or shares
+    ``q``'s segment. Padding sees only padding, so no row of the mask is empty (an
+    all-masked row would give NaN that leaks through ``0 * NaN`` in the next layer).
+
+    Args:
+        as_bool: ``True`` for sdpa (``True`` = attend), else an additive float mask.
+        dtype: Float dtype of the additive mask.
+    """
+    length = segments.shape[1]
+    idx = torch.arange(length, device=segments.device)
+    causal = idx[None, :] <= idx[:, None]
+    seg_q = segments[:, :, None]
+    seg_k = segments[:, None, :]
+    allowed = (seg_k == seg_q) | ((seg_k == 0) & (seg_q != PAD_SEGMENT))
+    allowed = (allowed & causal)[:, None, :, :]
+    if as_bool:
+        return allowed
+    additive = torch.zeros(allowed.shape, dtype=dtype, device=segments.device)
+    return additive.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def split_head(model: Any) -> tuple[Any, Any] | None:
+    """``(decoder, lm_head)`` of a causal LM whose logits are ``lm_head(decoder(...))``.
+
+    ``None`` when the model post-processes its logits (softcapping, scaling) or has no
+    separable head; the scorer then falls back to the full forward.
+    """
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    for name in _LOGIT_POSTPROCESSING:
+        if getattr(config, name, None) not in (None, 1, 1.0):
+            return None
+    decoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if decoder is None or decoder is model or head is None:
+        return None
+    return decoder, head
+
+
+class PackedScorer:
+    """Scores packed questions with one forward per batch.
+
+    Args:
+        model: A loaded ``*ForCausalLM`` in eval mode.
+        device: Where the model lives.
+        pad_id: Token id written into padding (never attended to by real tokens).
+    """
+
+    def __init__(self, model: Any, device: torch.device, pad_id: int) -> None:
+        self.model = model
+        self.device = device
+        self.pad_id = pad_id
+        self.split = split_head(model)
+        impl = getattr(model.config, "_attn_implementation", "sdpa")
+        self.bool_mask = impl == "sdpa"
+        self.mask_dtype = next(model.parameters()).dtype
+        if not self.mask_dtype.is_floating_point:
+            self.mask_dtype = torch.float32
+
+    def score(self, batch: Sequence[PackedQuestion]) -> list[tuple[tuple[float, ...], tuple[int, ...]]]:
+        """Per question ``(logprob_sums, num_tokens)``, in the order of ``batch``."""
+        ids, positions, segments = self._collate(batch)
+        length = ids.shape[1]
+        mask = block_mask(segments, as_bool=self.bool_mask, dtype=self.mask_dtype)
+        src, tgt_src, tgt_ids, tgt_choice, offsets = self._targets(batch, length)
+        with torch.inference_mode():
+            if self.split is not None:
+                decoder, head = self.split
+                hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
+                rows = hidden.last_hidden_state.reshape(-1, hidden.last_hidden_state.shape[-1])[src]
+                token_lp = target_logprobs(head, rows, tgt_src, tgt_ids)
+            else:
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
+                rows = logits.reshape(-1, logits.shape[-1])[src]
+                token_lp = target_logprobs(None, rows, tgt_src, tgt_ids)
+            n_choices = offsets[-1]
+            sums = torch.zeros(n_choices, dtype=torch.float64, device=token_lp.device)
+            sums.index_add_(0, tgt_choice, token_lp.double())
+        flat = sums.cpu().tolist()
+        return [
+            (tuple(flat[offsets[q] : offsets[q + 1]]), pq.num_tokens) for q, pq in enumerate(batch)
+        ]
+
+    def _collate(self, batch: Sequence[PackedQuestion]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        length = max(pq.length for pq in batch)
+        ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
+        positions = torch.zeros((len(batch), length), dtype=torch.long)
+        segments = torch.full((len(batch), length), PAD_SEGMENT, dtype=torch.long)
+        for row, pq in enumerate(batch):
+            n = pq.length
+            ids[row, :n] = torch.tensor(pq.input_ids)
+            positions[row, :n] = torch.tensor(pq.position_ids)
+            segments[row, :n] = torch.tensor(pq.segment_ids)
+        return ids.to(self.device), positions.to(self.device), segments.to(self.device)
+
+    def _targets(
+        self, batch: Sequence[PackedQuestion], length: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+        """Flat source rows, and per target: source row, token id, global choice index."""
+        src: list[int] = []
+        tgt_src: list[int] = []
+        tgt_ids: list[int] = []
+        tgt_choice: list[int] = []
+        offsets = [0]
+        for row, pq in enumerate(batch):
+            base_src, base_choice = len(src), offsets[-1]
+            src.extend(row * length + p for p in pq.source_positions)
+            tgt_src.extend(base_src + s for s in pq.target_source)
+            tgt_ids.extend(pq.target_ids)
+            tgt_choice.extend(base_choice + c for c in pq.target_choice)
+            offsets.append(base_choice + len(pq.num_tokens))
+
+        def as_tensor(values: list[int]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.long, device=self.device)
+
+        return as_tensor(src), as_tensor(tgt_src), as_tensor(tgt_ids), as_tensor(tgt_choice), offsets
+
+
+def target_logprobs(
+    head: Any, rows: torch.Tensor, target_rows: torch.Tensor, target_ids: torch.Tensor
+) -> torch.Tensor:
+    """Log-probabilities (fp32) of ``target_ids`` under the logits of ``rows[target_rows]``.
+
+    Args:
+        head: Maps hidden rows to logits; ``None`` when ``rows`` already are logits.
+        rows: ``[N, hidden]`` hidden states (or ``[N, vocab]`` logits).
+        target_rows: ``[T]`` index into ``rows`` per target.
+        target_ids: ``[T]`` token id per target.
+    """
+    n = rows.shape[0]
+    vocab = head.out_features if head is not None and hasattr(head, "out_features") else rows.shape[-1]
+    chunk = max(1, _LOGIT_CHUNK_ELEMENTS // max(1, vocab))
+    lse = torch.empty(n, dtype=torch.float32, device=rows.device)
+    picked = torch.empty(target_rows.shape[0], dtype=torch.float32, device=rows.device)
+    for start in range(0, n, chunk):
+        end = min(n, start + chunk)
+        logits = (head(rows[start:end]) if head is not None else rows[start:end]).float()
+        lse[start:end] = torch.logsumexp(logits, dim=-1)
+        sel = ((target_rows >= start) & (target_rows < end)).nonzero(as_tuple=True)[0]
+        picked[sel] = logits[target_rows[sel] - start, target_ids[sel]]
+    return picked - lse[target_rows]
