@@ -187,8 +187,11 @@ def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     for key, value in overrides.items():
         if value is None:
             continue
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_overrides(out[key], value)
+        if isinstance(value, dict):
+            current = out.get(key)
+            merged = merge_overrides(current if isinstance(current, dict) else {}, value)
+            if merged or isinstance(current, dict):
+                out[key] = merged
         else:
             out[key] = value
     return out

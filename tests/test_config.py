@@ -1,0 +1,30 @@
+"""Config parsing: YAML first, flags override, nothing clamped."""
+
+import pytest
+
+from ray_bench.config import ModelSpec, RunConfig, build_config, merge_overrides
+from ray_bench.errors import ConfigError
+
+
+def test_flags_override_yaml_recursively():
+    yaml_data = {"models": ["a=org/a"], "engine": {"name": "hf", "dtype": "float32", "options": {"x": 1}}}
+    flags = {"models": None, "engine": {"name": None, "dtype": "bfloat16", "options": {"y": 2}}, "resources": {"device": None}}
+    merged = merge_overrides(yaml_data, flags)
+    assert merged == {"models": ["a=org/a"], "engine": {"name": "hf", "dtype": "bfloat16", "options": {"x": 1, "y": 2}}}
+
+
+def test_model_spec_parsing():
+    assert ModelSpec.parse("q=/m/x-rtn") == ModelSpec(name="q", path="/m/x-rtn")
+    assert ModelSpec.parse("/models/base/").name == "base"
+    with pytest.raises(ConfigError, match="model name"):
+        ModelSpec.parse("bad name=/x")
+    with pytest.raises(ConfigError, match="empty path"):
+        ModelSpec.parse("name=")
+
+
+def test_duplicate_model_names_and_bad_values_are_refused():
+    base = {"datasets": ["BBQ"], "data_dir": "d", "out_dir": "o"}
+    with pytest.raises(ConfigError, match="unique"):
+        build_config(RunConfig, {**base, "models": ["a=org/x", "a=org/y"]}, "t")
+    with pytest.raises(ConfigError, match="temperature"):
+        build_config(RunConfig, {**base, "models": ["a=org/x"], "engine": {"temperature": -1}}, "t")
