@@ -70,13 +70,13 @@ def run_demo(out_dir: str | Path, *, fresh: bool = False, progress: bool = True)
     t0 = time.time()
     _log("preparing the bundled sample questions")
     report = prepare("sample", out / "data")
-    names = sorted(report.counts) if hasattr(report, "counts") else None
+    names = [d.name for d in report.prepared]
     seconds["datasets"] = time.time() - t0
     t0 = time.time()
     _log("running both models through a local Ray cluster (CPU)")
     config = RunConfig(
         models=[f"base={base}", f"{kind}={variant}"],
-        datasets=names or ["all"],
+        datasets=names,
         data_dir=out / "data",
         out_dir=out / "runs",
         engine={"name": "hf", "dtype": "float32", "device": "cpu", "max_new_tokens": 16},
