@@ -40,13 +40,13 @@ def _import_vllm() -> Any:
     return vllm
 
 
-def _load_tokenizer(model: ModelSpec) -> Any:
+def _load_tokenizer(model: ModelSpec, trust_remote_code: bool) -> Any:
     # The same loader as the HF engine (AutoTokenizer): two loaders can tokenize
     # differently (pitfalls.md), and the ids must match the HF engine's.
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(model.path, revision=model.revision)
+        return AutoTokenizer.from_pretrained(model.path, revision=model.revision, trust_remote_code=trust_remote_code)
     except Exception as exc:  # transformers raises OSError, ValueError, ... for bad paths
         raise ModelLoadError(
             f"cannot load the tokenizer of {model.path!r}: {exc}",
@@ -76,7 +76,7 @@ def create_vllm_engine(model: ModelSpec, config: EngineConfig) -> VllmEngine:
     from vllm.exceptions import VLLMClientError
 
     checkpoint_quant = vr.read_checkpoint_quantization(model.path)
-    tokenizer = _load_tokenizer(model)
+    tokenizer = _load_tokenizer(model, options.trust_remote_code)
     try:
         llm = vllm.LLM(**vr.llm_kwargs(model.path, model.revision, options, dtype, config.seed))
     except Exception as exc:  # vLLM raises many types (ValueError, RuntimeError, OOM) on load
@@ -162,9 +162,6 @@ class VllmEngine:
         model_config = llm.model_config
         self._max_model_len = int(model_config.max_model_len)
         self._vocab_size = int(model_config.get_vocab_size())
-        self._gen_params = vr.generation_params(
-            config.max_new_tokens, config.temperature, config.top_p, config.seed
-        )
         self._info = EngineInfo(
             engine="vllm",
             model_path=model.path,
@@ -251,7 +248,8 @@ class VllmEngine:
             active = [i for i, r in enumerate(requests) if turn < len(r.turns) and i not in errors]
             prompts = self._turn_prompts(requests, responses, active, turn, errors)
             ready = [i for i in active if i not in errors]
-            outputs = vr.submit_isolated([[prompts[i]] for i in ready], self._submit_generation, self._recoverable)
+            batch = [[(prompts[i], vr.request_seed(self._config.seed, requests[i].question_id, turn))] for i in ready]
+            outputs = vr.submit_isolated(batch, self._submit_generation, self._recoverable)
             for i, out in zip(ready, outputs):
                 try:
                     if isinstance(out, BaseException):
@@ -290,10 +288,13 @@ class VllmEngine:
             prompts[i] = ids
         return prompts
 
-    def _submit_generation(self, batch: list[list[int]]) -> list[Any]:
-        # One SamplingParams for all: the same seed makes each request reproducible alone.
-        params = self._make_params(dict(self._gen_params))
-        return self._llm.generate([self._make_prompt(ids) for ids in batch], params, use_tqdm=False)
+    def _submit_generation(self, batch: list[tuple[list[int], int]]) -> list[Any]:
+        cfg = self._config
+        params = [
+            self._make_params(vr.generation_params(cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed))
+            for _, seed in batch
+        ]
+        return self._llm.generate([self._make_prompt(ids) for ids, _ in batch], params, use_tqdm=False)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -21,6 +21,7 @@ Scoring paths (``scoring_method`` option):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -71,6 +72,7 @@ class VllmOptions(BaseModel):
         enable_prefix_caching: Reuse the KV cache of shared prefixes (the k choices).
         tensor_parallel_size: GPUs per model (tensor parallelism).
         enforce_eager: Disable CUDA graphs and torch.compile (faster start, slower run).
+        trust_remote_code: Allow model code from the checkpoint (also for the tokenizer).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -84,6 +86,7 @@ class VllmOptions(BaseModel):
     enable_prefix_caching: bool = True
     tensor_parallel_size: int = Field(default=1, ge=1)
     enforce_eager: bool = False
+    trust_remote_code: bool = False
 
 
 def parse_vllm_options(options: Mapping[str, Any]) -> VllmOptions:
@@ -131,6 +134,7 @@ def llm_kwargs(
         "tensor_parallel_size": options.tensor_parallel_size,
         "enable_prefix_caching": options.enable_prefix_caching,
         "enforce_eager": options.enforce_eager,
+        "trust_remote_code": options.trust_remote_code,
     }
     for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens"):
         value = getattr(options, name)
@@ -274,9 +278,7 @@ def _parse_token_id_scores(scores: Any, request: ChoiceRequest) -> ChoiceResult:
 
 def _actual_token_logprobs(prompt_logprobs: Any, request: ChoiceRequest) -> list[float]:
     start, ids = len(request.prompt_ids), request.token_ids
-    flat = hasattr(prompt_logprobs, "start_indices") or (
-        isinstance(prompt_logprobs, Mapping) and "start_indices" in prompt_logprobs
-    )
+    flat = _is_flat(prompt_logprobs)
     values = []
     for pos in range(start, len(ids)):
         if flat:
@@ -308,8 +310,20 @@ def needs_resend(output: Any, request: ChoiceRequest, method: ScoringMethod) -> 
     if scores is None:
         return True
     if method == "prompt_logprobs":
-        return len(scores) < len(request.token_ids)
+        return _num_positions(scores) < len(request.token_ids)
     return False
+
+
+def _num_positions(prompt_logprobs: Any) -> int:
+    starts = _field(prompt_logprobs, "start_indices") if _is_flat(prompt_logprobs) else None
+    return len(starts) if starts is not None else len(prompt_logprobs)
+
+
+def _is_flat(prompt_logprobs: Any) -> bool:
+    # FlatLogprobs (or a dict mirroring it) rather than a list of per-position dicts.
+    if isinstance(prompt_logprobs, Mapping):
+        return "start_indices" in prompt_logprobs
+    return hasattr(prompt_logprobs, "start_indices")
 
 
 def parse_choice_output(output: Any, request: ChoiceRequest, method: ScoringMethod) -> ChoiceResult | None:
@@ -406,7 +420,11 @@ def check_generation_prompt(prompt_len: int, max_new_tokens: int, max_model_len:
 
 
 def generated_token_ids(output: Any) -> list[int]:
-    """The token ids of the single completion in a ``RequestOutput``-like object.
+    """The generated ids of the single completion, without the stop token.
+
+    vLLM keeps the EOS/stop token at the end of ``token_ids`` when it finishes with
+    ``finish_reason="stop"`` (``v1/engine/detokenizer.py``); the HF engine does not
+    count it, so it is dropped here. Stop strings are never requested.
 
     Raises:
         OutputParseError: no completion came back.
@@ -414,7 +432,19 @@ def generated_token_ids(output: Any) -> list[int]:
     completions = _field(output, "outputs")
     if not completions:
         raise OutputParseError("the output has no completion")
-    return [int(t) for t in _field(completions[0], "token_ids")]
+    ids = [int(t) for t in _field(completions[0], "token_ids")]
+    if ids and _field(completions[0], "finish_reason") == "stop":
+        ids.pop()
+    return ids
+
+
+def request_seed(seed: int, question_id: str, turn: int) -> int:
+    """The sampling seed of one (run seed, question, turn), independent of batching.
+
+    Same rule as the HF engine (``hf_generation.row_seed``), so both seed alike.
+    """
+    digest = hashlib.sha256(f"{seed}\x1f{question_id}\x1f{turn}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 # --------------------------------------------------------------------------- isolation
