@@ -97,13 +97,16 @@ def _aspect(axis: str, name: str, lists: dict[str, list[str]], file: str) -> Asp
     return Aspect(axis, name, tuple(lists["A"]), tuple(lists["B"]), tuple(attributes[:half]), tuple(attributes[half:]))
 
 
-def generate_iat_rows(aspects: list[Aspect], seed: int = IAT_SEED, skip: int = IAT_SEED_SKIP) -> dict[str, list[dict]]:
+def generate_iat_rows(
+    aspects: list[Aspect], seed: int = IAT_SEED, skip: int = IAT_SEED_SKIP, id_prefix: str = ""
+) -> dict[str, list[dict]]:
     """Generate the IAT rows per axis, in the repackaged JSON form.
 
     Args:
         aspects: From :func:`parse_stimuli`; axes keep their first-appearance order.
         seed: Seed of the keyword-order RNG.
         skip: RNG draws discarded before the first row (see :data:`IAT_SEED_SKIP`).
+        id_prefix: Prepended to every id (the sample set uses ``sample/``).
 
     Returns:
         ``{axis: rows}``; ids are ``IAT/<axis>/<aspect>/<n>`` with ``n`` counting within the axis.
@@ -118,7 +121,8 @@ def generate_iat_rows(aspects: list[Aspect], seed: int = IAT_SEED, skip: int = I
         word_pairs = itertools.product(aspect.positive, aspect.negative)
         for i, (groups, words) in enumerate(itertools.product(group_pairs, list(word_pairs))):
             swap_words = rng.randint(0, 1) == 1
-            rows.append(_row(aspect, len(rows), groups, words, swap_groups=i % 2 == 1, swap_words=swap_words))
+            row = _row(aspect, len(rows), groups, words, swap_groups=i % 2 == 1, swap_words=swap_words)
+            rows.append({**row, "idx": id_prefix + row["idx"]})
     return out
 
 

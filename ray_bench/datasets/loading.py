@@ -89,7 +89,9 @@ def _load_generated(loaded: LoadedDataset, source: Source, iat_stimuli: str | No
         text = stimuli.data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=stimuli.name) from None
-    for axis, rows in generate_iat_rows(parse_stimuli(text, stimuli.name)).items():
+    # Sample ids get a prefix so they can never be paired with results on the real data.
+    prefix = "sample/" if source.is_sample else ""
+    for axis, rows in generate_iat_rows(parse_stimuli(text, stimuli.name), id_prefix=prefix).items():
         _add_rows(loaded, axis, stimuli.name, rows)
 
 
