@@ -10,7 +10,10 @@ from rich.console import Console
 #: Progress, logs and tables meant for people go to stderr; stdout is data.
 err_console = Console(stderr=True)
 #: Data (tables, JSON) goes to stdout.
-out_console = Console(soft_wrap=True)
+out_console = Console()
+if not out_console.is_terminal:
+    # Piped or captured stdout: do not squeeze tables into 80 columns.
+    out_console = Console(width=160)
 
 
 def debug_enabled() -> bool:

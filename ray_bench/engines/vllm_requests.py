@@ -1,12 +1,9 @@
-"""Pure request building and result parsing for the vLLM engine (no vLLM import).
+"""Pure request building and result parsing for the vLLM engine (vLLM is not imported).
 
-Everything vLLM-specific that can be decided without a GPU lives here, so it is tested
-on CPU: the option model, the ``LLM(...)`` and ``SamplingParams(...)`` keyword
-arguments, length validation, parsing of ``RequestOutput``-like objects (duck-typed or
-plain dicts/lists) for both scoring paths, empty-result detection for re-sending,
-per-question isolation of failing requests, and quantization detection from
-``config.json``. Field names follow vLLM 0.33.0 (``vllm/sampling_params.py``,
-``vllm/outputs.py``, ``vllm/logprobs.py``).
+Options, ``LLM``/``SamplingParams`` keyword arguments, length validation, parsing of
+``RequestOutput``-like objects (duck-typed or plain dicts/lists), re-send detection,
+per-question isolation of refused requests and quantization detection, all testable on
+CPU. Field names follow vLLM 0.33.0 (``sampling_params.py``, ``outputs.py``, ``logprobs.py``).
 
 Scoring paths (``scoring_method`` option):
 
@@ -54,8 +51,6 @@ class OutputParseError(ValueError):
     """A vLLM output does not have the shape its request implies."""
 
 
-# --------------------------------------------------------------------------- options
-
 
 class VllmOptions(BaseModel):
     """vLLM engine options, read from ``EngineConfig.options``.
@@ -102,14 +97,10 @@ def parse_vllm_options(options: Mapping[str, Any]) -> VllmOptions:
 
 
 def resolve_dtype(engine_dtype: str, option_dtype: str | None) -> str:
-    """The ``dtype`` passed to vLLM.
-
-    ``EngineConfig.dtype="auto"`` means bf16 on GPU in ray-bench, so it maps to
-    ``bfloat16`` (vLLM's own ``auto`` would run fp32 checkpoints in fp16). The
-    ``dtype`` option overrides it, but may not contradict an explicit engine dtype.
+    """The vLLM ``dtype``: engine ``auto`` is bf16 (vLLM's ``auto`` turns fp32 into fp16).
 
     Raises:
-        ConfigError: both are set explicitly and differ.
+        ConfigError: the option contradicts an explicit ``EngineConfig.dtype``.
     """
     if option_dtype is None:
         return "bfloat16" if engine_dtype == "auto" else engine_dtype
@@ -143,19 +134,10 @@ def llm_kwargs(
     return kwargs
 
 
-# --------------------------------------------------------------------------- scoring requests
-
 
 @dataclass(frozen=True)
 class ChoiceRequest:
-    """One vLLM request: a question's prompt ids followed by one choice's ids.
-
-    Attributes:
-        question: Index of the question in the batch.
-        choice: Index of the choice within the question.
-        prompt_ids: The rendered prompt (exactly what the HF engine scores after).
-        choice_ids: The scored choice tokens.
-    """
+    """One vLLM request: question ``question``'s prompt ids, then choice ``choice``'s ids."""
 
     question: int
     choice: int
@@ -178,13 +160,11 @@ def check_question(
     max_model_len: int,
     vocab_size: int | None = None,
 ) -> None:
-    """Reject a question vLLM would refuse (which would abort the whole batch).
-
-    vLLM needs room for one output token, so prompt + choice must be shorter than
-    ``max_model_len`` (``input_processor._validate_prompt_len``).
+    """Reject a question vLLM would refuse, which would abort the whole batch.
 
     Raises:
-        RequestValidationError: with the offending lengths or ids.
+        RequestValidationError: prompt + choice leave no room for the one output token
+            vLLM requires (``_validate_prompt_len``), an empty span, or an id outside the vocabulary.
     """
     if not prompt_ids:
         raise RequestValidationError("the rendered prompt has no tokens")
@@ -221,9 +201,8 @@ def scoring_params(
     """``SamplingParams`` keyword arguments that score ``request``'s choice tokens.
 
     Args:
-        skip_reading_prefix_cache: Only for re-sending a ``token_ids`` request whose
-            scores were dropped. The ``prompt_logprobs`` path keeps vLLM's default
-            (cache reads off) because forcing reads misaligns its results.
+        skip_reading_prefix_cache: For re-sending. ``prompt_logprobs`` otherwise keeps
+            vLLM's default (no cache reads): forcing reads misaligns its results.
     """
     common: dict[str, Any] = {"max_tokens": 1, "temperature": 0.0, "detokenize": False}
     if method == "token_ids":
@@ -241,8 +220,6 @@ def scoring_params(
         return params
     raise ValueError(f"unknown scoring method {method!r}")
 
-
-# --------------------------------------------------------------------------- scoring results
 
 
 @dataclass(frozen=True)
@@ -302,9 +279,8 @@ def _scores_field(output: Any, method: ScoringMethod) -> Any:
 def needs_resend(output: Any, request: ChoiceRequest, method: ScoringMethod) -> bool:
     """Whether ``output`` came back empty and should be re-sent without cache reads.
 
-    ``token_ids``: vLLM drops the scores (``None``) when a prefix-cache hit covered the
-    first scored row. ``prompt_logprobs``: missing or short results (positions that
-    were read from the cache have no logprobs).
+    vLLM drops token-id scores (``None``) when a prefix-cache hit covered the first
+    scored row; prompt logprobs of positions read from the cache are missing.
     """
     scores = _scores_field(output, method)
     if scores is None:
@@ -327,14 +303,10 @@ def _is_flat(prompt_logprobs: Any) -> bool:
 
 
 def parse_choice_output(output: Any, request: ChoiceRequest, method: ScoringMethod) -> ChoiceResult | None:
-    """Per-choice logprob sum and token count from one ``RequestOutput``-like object.
-
-    Returns:
-        ``None`` when the result is empty (see :func:`needs_resend`).
+    """Logprob sum and token count of one choice, ``None`` if empty (:func:`needs_resend`).
 
     Raises:
-        OutputParseError: the output does not match the request (wrong row count,
-            misaligned positions, non-finite logprobs).
+        OutputParseError: wrong row count, misaligned positions or a non-finite sum.
     """
     if needs_resend(output, request, method):
         return None
@@ -370,16 +342,13 @@ def assemble_scores(
     )
 
 
-# --------------------------------------------------------------------------- generation
-
 
 def generation_params(
     max_new_tokens: int, temperature: float, top_p: float, seed: int
 ) -> dict[str, Any]:
     """``SamplingParams`` keyword arguments: greedy at 0, else seeded sampling.
 
-    Every field that the model's ``generation_config`` could otherwise influence is set
-    explicitly. Detokenization is done by the engine with the HF tokenizer.
+    Every field a ``generation_config`` could set is explicit; the engine detokenizes.
 
     Raises:
         ConfigError: a temperature vLLM would silently raise (0 < T < 0.01) or reject (> 2).
@@ -406,7 +375,7 @@ def generation_params(
 
 
 def check_generation_prompt(prompt_len: int, max_new_tokens: int, max_model_len: int) -> None:
-    """Reject a prompt whose generation would be cut short by ``max_model_len``.
+    """Reject a prompt whose generation ``max_model_len`` would cut short.
 
     Raises:
         RequestValidationError: with the lengths.
@@ -420,11 +389,10 @@ def check_generation_prompt(prompt_len: int, max_new_tokens: int, max_model_len:
 
 
 def generated_token_ids(output: Any) -> list[int]:
-    """The generated ids of the single completion, without the stop token.
+    """The completion's ids without the stop token (as the HF engine counts them).
 
-    vLLM keeps the EOS/stop token at the end of ``token_ids`` when it finishes with
-    ``finish_reason="stop"`` (``v1/engine/detokenizer.py``); the HF engine does not
-    count it, so it is dropped here. Stop strings are never requested.
+    vLLM keeps the EOS/stop token last in ``token_ids`` on ``finish_reason="stop"``
+    (``v1/engine/detokenizer.py``); stop strings are never requested.
 
     Raises:
         OutputParseError: no completion came back.
@@ -439,15 +407,10 @@ def generated_token_ids(output: Any) -> list[int]:
 
 
 def request_seed(seed: int, question_id: str, turn: int) -> int:
-    """The sampling seed of one (run seed, question, turn), independent of batching.
-
-    Same rule as the HF engine (``hf_generation.row_seed``), so both seed alike.
-    """
+    """Seed of one (run seed, question, turn), batch-independent; the HF engine's rule."""
     digest = hashlib.sha256(f"{seed}\x1f{question_id}\x1f{turn}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
-
-# --------------------------------------------------------------------------- isolation
 
 
 def submit_isolated(
@@ -455,50 +418,37 @@ def submit_isolated(
     submit: Callable[[list[T]], list[O]],
     recoverable: tuple[type[BaseException], ...],
 ) -> list[list[O] | BaseException]:
-    """Submit all groups in one call; if vLLM refuses the call, retry group by group.
+    """Submit all groups in one call; if vLLM refuses it, retry group by group.
 
-    vLLM aborts a whole ``generate`` call when one request is invalid, so a refusal
-    (an exception in ``recoverable``) is narrowed down to the groups (questions) that
-    cause it. Other exceptions (a dead engine) propagate.
+    vLLM aborts a whole ``generate`` call for one invalid request, so a refusal (an
+    exception in ``recoverable``) is narrowed down to its group (question); other
+    exceptions (a dead engine) propagate.
 
     Returns:
         Per group, its outputs in order, or the exception that group raised.
     """
+    def run(batch: Sequence[T]) -> list[O]:
+        outputs = submit(list(batch))
+        if len(outputs) != len(batch):
+            raise OutputParseError(f"vLLM returned {len(outputs)} outputs for {len(batch)} requests")
+        return outputs
+
+    def run_one(group: Sequence[T]) -> list[O] | BaseException:
+        try:
+            return run(group) if group else []
+        except recoverable as exc:
+            return exc
+
     flat = [item for group in groups for item in group]
-    if not flat:
-        return [[] for _ in groups]
     try:
-        outputs = _checked(submit(flat), len(flat))
+        outputs = run(flat) if flat else []
     except recoverable as exc:
-        if len(groups) == 1:
-            return [exc]
-        return [_submit_one(group, submit, recoverable) for group in groups]
+        return [exc] if len(groups) == 1 else [run_one(group) for group in groups]
     result: list[list[O] | BaseException] = []
-    offset = 0
     for group in groups:
-        result.append(outputs[offset : offset + len(group)])
-        offset += len(group)
+        result.append(outputs[: len(group)])
+        outputs = outputs[len(group) :]
     return result
-
-
-def _submit_one(
-    group: Sequence[T], submit: Callable[[list[T]], list[O]], recoverable: tuple[type[BaseException], ...]
-) -> list[O] | BaseException:
-    if not group:
-        return []
-    try:
-        return _checked(submit(list(group)), len(group))
-    except recoverable as exc:
-        return exc
-
-
-def _checked(outputs: list[O], expected: int) -> list[O]:
-    if len(outputs) != expected:
-        raise OutputParseError(f"vLLM returned {len(outputs)} outputs for {expected} requests")
-    return outputs
-
-
-# --------------------------------------------------------------------------- quantization
 
 
 @dataclass(frozen=True)
@@ -506,11 +456,10 @@ class QuantizationInfo:
     """What a checkpoint's ``config.json`` says about its quantization.
 
     Attributes:
-        method: ``quant_method`` normalized as vLLM does (``compressed-tensors``,
-            ``gptq``, ``awq``, ``fp8``, ...), ``None`` for an unquantized checkpoint.
+        method: ``quant_method`` normalized as vLLM does; ``None`` if unquantized.
         format: The storage format (``pack-quantized``, ``gemm``, ...), if stated.
         scheme: ``W{bits}A{bits}`` when the bit widths are stated.
-        source: The file read, or ``None`` when nothing was found.
+        source: The file read, or ``None``.
     """
 
     method: str | None = None
@@ -528,13 +477,12 @@ class QuantizationInfo:
 
 
 def _ct_scheme(cfg: Mapping[str, Any]) -> str | None:
-    groups = cfg.get("config_groups") or {}
     schemes = set()
-    for group in groups.values():
-        weights = group.get("weights") or {}
-        acts = group.get("input_activations") or {}
+    for group in (cfg.get("config_groups") or {}).values():
+        weights, acts = group.get("weights") or {}, group.get("input_activations") or {}
         if weights.get("num_bits") is not None:
-            schemes.add(f"W{weights['num_bits']}A{acts.get('num_bits', 16)}")
+            kind = "-float" if weights.get("type") == "float" else ""
+            schemes.add(f"W{weights['num_bits']}A{acts.get('num_bits', 16)}{kind}")
     return "+".join(sorted(schemes)) or None
 
 
@@ -560,13 +508,10 @@ def quantization_from_config(config: Mapping[str, Any], source: str | None = Non
 
 
 def read_checkpoint_quantization(model_path: str | Path) -> QuantizationInfo:
-    """:func:`quantization_from_config` on a local checkpoint directory.
-
-    A hub id (not a local directory) gives an empty result: vLLM's own report is
-    then the only record.
+    """:func:`quantization_from_config` of a local checkpoint (empty for a hub id).
 
     Raises:
-        ModelLoadError: the directory has a ``config.json`` that is not a JSON object.
+        ModelLoadError: its ``config.json`` is not a JSON object.
     """
     path = Path(model_path) / "config.json"
     if not path.is_file():

@@ -23,15 +23,13 @@ def flip_rich_table(flips: pl.DataFrame, base: str) -> Table:
     """
     from rich.table import Table
 
-    table = Table(title=f"Response flips vs base model {base!r} (by base normalized entropy)")
+    table = Table(title=f"Response flips vs base model {base!r}, by the base model's normalized entropy")
     for col in ("model", "dataset", "n", "flipped"):
         table.add_column(col, justify="left" if col in ("model", "dataset") else "right")
     for b in _BINS:
-        table.add_column(f"{b}: share", justify="right")
-        table.add_column(f"{b}: flipped", justify="right")
+        table.add_column(f"{b}\nshare / flipped", justify="right")
     for row in flips.iter_rows(named=True):
         cells = [row["model"], row["subset"], str(row["n_questions"]), _pct(row["flip_rate"])]
-        for b in _BINS:
-            cells += [_pct(row[f"{b}_share"]), _pct(row[f"{b}_flip_rate"])]
+        cells += [f"{_pct(row[f'{b}_share'])} / {_pct(row[f'{b}_flip_rate'])}" for b in _BINS]
         table.add_row(*cells)
     return table

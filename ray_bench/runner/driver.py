@@ -192,11 +192,11 @@ def _schedule(
             part = questions[shard.dataset].slice(shard.start, shard.num_questions)
             inflight[actor.run_shard.remote(part)] = (shard, actor)
 
+    totals = {name: sum(s.num_questions for s in q) for name, q in queues.items()}
     for name, handles in actors.items():
         for actor in handles:
             for _ in range(IN_FLIGHT_PER_ACTOR):
                 submit(actor, name)
-    totals = {name: sum(s.num_questions for s in q) for name, q in queues.items()}
     with _progress_bars(progress, totals) as advance:
         while inflight:
             ready, _ = ray.wait(list(inflight), num_returns=1)
