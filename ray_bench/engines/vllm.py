@@ -215,7 +215,9 @@ class VllmEngine:
         method = self._options.scoring_method
 
         def submit(batch: list[vr.ChoiceRequest]) -> list[Any]:
-            params = [self._make_params(vr.scoring_params(r, method, skip_reading_prefix_cache=skip_cache)) for r in batch]
+            params = [
+                self._make_params(vr.scoring_params(r, method, skip_reading_prefix_cache=skip_cache)) for r in batch
+            ]
             return self._llm.generate([self._make_prompt(r.token_ids) for r in batch], params, use_tqdm=False)
 
         resend: list[list[vr.ChoiceRequest]] = []

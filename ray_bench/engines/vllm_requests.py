@@ -418,32 +418,25 @@ def submit_isolated(
     submit: Callable[[list[T]], list[O]],
     recoverable: tuple[type[BaseException], ...],
 ) -> list[list[O] | BaseException]:
-    """Submit all groups in one call; if vLLM refuses it, retry group by group.
+    """Submit all groups in one call; if vLLM refuses it, bisect down to the culprits.
 
     vLLM aborts a whole ``generate`` call for one invalid request, so a refusal (an
-    exception in ``recoverable``) is narrowed down to its group (question); other
-    exceptions (a dead engine) propagate.
+    exception in ``recoverable``) is narrowed down by halving the groups (questions)
+    until each refused group stands alone; other exceptions (a dead engine) propagate.
 
     Returns:
         Per group, its outputs in order, or the exception that group raised.
     """
-    def run(batch: Sequence[T]) -> list[O]:
-        outputs = submit(list(batch))
-        if len(outputs) != len(batch):
-            raise OutputParseError(f"vLLM returned {len(outputs)} outputs for {len(batch)} requests")
-        return outputs
-
-    def run_one(group: Sequence[T]) -> list[O] | BaseException:
-        try:
-            return run(group) if group else []
-        except recoverable as exc:
-            return exc
-
     flat = [item for group in groups for item in group]
     try:
-        outputs = run(flat) if flat else []
+        outputs = submit(flat) if flat else []
+        if len(outputs) != len(flat):
+            raise OutputParseError(f"vLLM returned {len(outputs)} outputs for {len(flat)} requests")
     except recoverable as exc:
-        return [exc] if len(groups) == 1 else [run_one(group) for group in groups]
+        if len(groups) <= 1:
+            return [exc] * len(groups)
+        mid = len(groups) // 2
+        return [*submit_isolated(groups[:mid], submit, recoverable), *submit_isolated(groups[mid:], submit, recoverable)]
     result: list[list[O] | BaseException] = []
     for group in groups:
         result.append(outputs[: len(group)])

@@ -338,6 +338,13 @@ def test_submit_isolated_narrows_a_refusal_to_its_group():
     assert isinstance(single[0], _Refused)
 
 
+def test_submit_isolated_bisects_large_batches():
+    submit, calls = _submit_refusing("d")
+    result = vr.submit_isolated([["a"], ["b"], ["c"], ["d"]], submit, (_Refused,))
+    assert result[:3] == [["out-a"], ["out-b"], ["out-c"]] and isinstance(result[3], _Refused)
+    assert calls == [["a", "b", "c", "d"], ["a", "b"], ["c", "d"], ["c"], ["d"]]
+
+
 def test_submit_isolated_propagates_fatal_errors():
     def dead(batch):
         raise RuntimeError("engine dead")
