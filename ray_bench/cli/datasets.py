@@ -1,5 +1,110 @@
-"""`ray-bench datasets ...` (placeholder: being written)."""
+"""`ray-bench datasets list|prepare`: what the bias datasets are, and turning them into Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from ray_bench.cli.common import err_console, out_console
+
 app = typer.Typer(no_args_is_help=True, help="List and prepare the bias datasets.")
+
+LIST_EPILOG = (
+    "Examples:\n\n"
+    "  ray-bench datasets list\n\n"
+    "  ray-bench datasets list --data data/"
+)
+PREPARE_EPILOG = (
+    "Examples:\n\n"
+    "  ray-bench datasets prepare --source sample --out data/\n\n"
+    "  ray-bench datasets prepare --source ../shared/datasets/ptbb --out data/\n\n"
+    "  ray-bench datasets prepare --source public --out data/ --dataset BBQ --dataset CEB-Recognition\n\n"
+    "  ray-bench datasets prepare --source ../shared/datasets/ptbb --out data/ --dataset IAT "
+    "--iat-stimuli ../shared/datasets/sources/iat_stimuli.csv"
+)
+
+
+@app.command("list", epilog=LIST_EPILOG)
+def list_datasets(
+    data: Annotated[
+        Optional[Path], typer.Option("--data", help="Prepared directory: adds a column with its row counts.")
+    ] = None,
+) -> None:
+    """Show every dataset directory with its family, kind, axes and reference row count.
+
+    Reference rows are the reference benchmark's file sizes (BBQ: its ambiguous-context
+    total; the files hold both contexts). The table goes to stdout. Family names (e.g. CEB-Recognition) may be used wherever a
+    dataset name is accepted; they expand to their directories.
+    """
+    from rich.table import Table
+
+    from ray_bench.datasets import dataset_names, get_spec, prepared_count
+
+    table = Table("name", "family", "kind", "axes", "reference rows", box=None, pad_edge=False)
+    if data is not None:
+        table.add_column(f"prepared in {data}")
+    for name in dataset_names():
+        spec = get_spec(name)
+        reference = _count(spec.expected_total)
+        if spec.expected_ambiguous is not None:
+            reference = f"{spec.expected_ambiguous:,} ambig"
+        cells = [name, spec.family, spec.kind, ", ".join(spec.axes), reference]
+        if data is not None:
+            cells.append(_count(prepared_count(data, name), missing="-"))
+        table.add_row(*cells)
+    out_console.print(table)
+
+
+@app.command("prepare", epilog=PREPARE_EPILOG)
+def prepare_datasets(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            help="Directory with closed_datasets/ and open_datasets/, a base URL, 'public' "
+            "(the reference benchmark's GitHub files, cached) or 'sample' (bundled demo set).",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output directory: one <dataset>.parquet each + manifest.json.")],
+    dataset: Annotated[
+        Optional[list[str]], typer.Option("--dataset", help="Dataset or family name; repeatable (default: all).")
+    ] = None,
+    iat_stimuli: Annotated[
+        Optional[str],
+        typer.Option("--iat-stimuli", help="Path or URL of iat_stimuli.csv (default: next to --source, else GitHub)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per download.", min=0.1)] = 30.0,
+) -> None:
+    """Validate dataset files and write one Parquet file per dataset directory.
+
+    Every requested dataset is checked before anything is written: a malformed file
+    or row stops the command (naming the file, row and field) and leaves OUT as it was.
+    Source files that are absent are listed as warnings and in OUT/manifest.json.
+    Downloads are cached in $RAY_BENCH_CACHE (default ~/.cache/ray-bench).
+    """
+    from rich.table import Table
+
+    from ray_bench.datasets import prepare
+
+    report = prepare(source, out, dataset, iat_stimuli, timeout=timeout, log=_log)
+    table = Table("name", "kind", "rows", "reference rows", "missing files", "file", box=None, pad_edge=False)
+    for entry in report.prepared:
+        expected = list(entry.expected.values())
+        reference = None if None in expected else sum(v for v in expected if v is not None)
+        shown = "-" if report.is_sample else _count(reference)
+        table.add_row(entry.name, entry.kind, str(entry.count), shown, str(len(entry.missing)), entry.path)
+    for name, missing in report.skipped.items():
+        table.add_row(name, "-", "0", "-", str(len(missing)), "(skipped: no source file)")
+    out_console.print(table)
+    err_console.print(f"Manifest: {report.manifest}", markup=False, highlight=False)
+
+
+def _log(message: str) -> None:
+    style = "yellow" if message.startswith("Warning:") else None
+    err_console.print(message, style=style, markup=False, highlight=False)
+
+
+def _count(value: int | None, missing: str = "?") -> str:
+    return missing if value is None else f"{value:,}"

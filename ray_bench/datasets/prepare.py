@@ -67,6 +67,7 @@ class PrepareReport:
         manifest: Path of the manifest file.
         prepared: One entry per Parquet file written.
         skipped: Datasets with no source file at all, with the files looked for.
+        is_sample: True for the bundled sample set (its counts are not comparable to the reference).
     """
 
     source: str
@@ -74,6 +75,7 @@ class PrepareReport:
     manifest: str
     prepared: tuple[PreparedDataset, ...]
     skipped: Mapping[str, tuple[str, ...]]
+    is_sample: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -139,7 +141,7 @@ def prepare(
         prepared.append(_prepared_entry(item, path))
         emit(f"Wrote {path} ({table.num_rows} questions)")
     manifest = _update_manifest(out, str(source), prepared, skipped, stimuli)
-    return PrepareReport(str(source), str(out), str(manifest), tuple(prepared), skipped)
+    return PrepareReport(str(source), str(out), str(manifest), tuple(prepared), skipped, src.is_sample)
 
 
 def _warn_incomplete(item: LoadedDataset, is_sample: bool, emit: Log) -> None:

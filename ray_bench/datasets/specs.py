@@ -27,6 +27,7 @@ class DatasetSpec:
         num_choices: Choices per question for closed datasets, else ``None``.
         generated: True when the rows are generated locally (IAT) instead of read from JSON.
         description: One line for ``ray-bench datasets list``.
+        expected_ambiguous: Reference ambiguous-context total (BBQ only: its files hold both contexts).
     """
 
     name: str
@@ -37,6 +38,7 @@ class DatasetSpec:
     num_choices: int | None
     generated: bool = False
     description: str = ""
+    expected_ambiguous: int | None = None
 
     @property
     def folder(self) -> str:
@@ -84,6 +86,8 @@ _CEB_FOUR = ("age", "gender", "race", "religion")
 
 
 _CLOSED, _OPEN = KIND_CLOSED, KIND_OPEN
+#: Reference total of BBQ ambiguous-context rows (the only half the reference analyses).
+BBQ_AMBIGUOUS_TOTAL = 29238
 
 # (name, family, kind, {axis: rows}, choices, description, generated); reference inventory order.
 _TABLE: tuple[tuple[str, str, str, dict[str, int | None], int | None, str, bool], ...] = (
@@ -137,11 +141,9 @@ for _name, _family, _kind, _counts, _k, _desc, _gen in _TABLE:
             num_choices=_k,
             generated=_gen,
             description=_desc,
+            expected_ambiguous=BBQ_AMBIGUOUS_TOTAL if _name == "BBQ" else None,
         ),
     )
-
-#: Reference total of BBQ ambiguous-context rows (the only half the reference analyses).
-BBQ_AMBIGUOUS_TOTAL = 29238
 
 
 def dataset_names() -> list[str]:
