@@ -28,6 +28,7 @@ class LoadedDataset:
         counts: Rows per axis file that was found (or generated).
         missing: Relative paths of expected files the source does not have.
         files: Where each axis was read from (path, URL, or the stimuli file for IAT).
+        ignored: JSON files in a local source folder that are not known axes (not read).
     """
 
     spec: DatasetSpec
@@ -35,6 +36,7 @@ class LoadedDataset:
     counts: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
 
 
 def load_dataset(spec: DatasetSpec, source: Source, iat_stimuli: str | None = None) -> LoadedDataset:
@@ -53,6 +55,7 @@ def load_dataset(spec: DatasetSpec, source: Source, iat_stimuli: str | None = No
     if spec.generated:
         _load_generated(loaded, source, iat_stimuli)
     else:
+        loaded.ignored = source.unexpected_files(spec.folder, spec.axes)
         for axis in spec.axes:
             relpath = f"{spec.folder}/{axis}.json"
             fetched = source.fetch(relpath)

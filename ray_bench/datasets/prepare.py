@@ -148,6 +148,8 @@ def _warn_incomplete(item: LoadedDataset, is_sample: bool, emit: Log) -> None:
     # The sample set is partial by design: its gaps are recorded but not worth a warning.
     if is_sample:
         return
+    if item.ignored:
+        emit(f"Warning: {item.spec.name}: ignoring file(s) that are not known axes: {', '.join(item.ignored)}")
     if item.missing:
         emit(f"Warning: {item.spec.name}: {len(item.missing)} source file(s) absent: {', '.join(item.missing)}")
     for axis, count in item.counts.items():

@@ -82,6 +82,12 @@ class Source:
         path = self.root / relpath  # type: ignore[operator]
         return FetchedFile(str(path), path.read_bytes()) if path.is_file() else None
 
+    def unexpected_files(self, folder: str, known: tuple[str, ...]) -> list[str]:
+        """JSON files in a local ``folder`` that are not among the ``known`` axes (never read)."""
+        if self.root is None or not (self.root / folder).is_dir():
+            return []
+        return sorted(f"{folder}/{p.name}" for p in (self.root / folder).glob("*.json") if p.stem not in known)
+
     def stimuli(self, override: str | os.PathLike[str] | None) -> FetchedFile:
         """The IAT stimuli CSV: ``override`` (path or URL), else one next to the source, else the public URL.
 
