@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray_bench.engines import vllm_requests as vr
@@ -75,22 +76,13 @@ def create_vllm_engine(model: ModelSpec, config: EngineConfig) -> VllmEngine:
     vllm = _import_vllm()
     from vllm.exceptions import VLLMClientError
 
+    local = Path(model.path).expanduser()
+    if local.exists():  # vLLM and transformers do not expand "~"
+        model = model.model_copy(update={"path": str(local)})
+
     checkpoint_quant = vr.read_checkpoint_quantization(model.path)
     tokenizer = _load_tokenizer(model, options.trust_remote_code)
-    try:
-        llm = vllm.LLM(**vr.llm_kwargs(model.path, model.revision, options, dtype, config.seed))
-    except Exception as exc:  # vLLM raises many types (ValueError, RuntimeError, OOM) on load
-        raise ModelLoadError(
-            f"vLLM could not load {model.path!r}: {exc}",
-            hint="Check the checkpoint and the vLLM options (max_model_len, gpu_memory_utilization).",
-        ) from exc
-    v2 = bool(llm.llm_engine.vllm_config.use_v2_model_runner)
-    if options.scoring_method == "token_ids" and not v2:
-        _shutdown(llm)
-        raise EngineError(
-            "scoring_method 'token_ids' needs vLLM's Model Runner V2, which this model/config does not use",
-            hint="Set VLLM_USE_V2_MODEL_RUNNER=1 or the engine option scoring_method: prompt_logprobs.",
-        )
+    llm, v2 = _load_llm(vllm, model, options, dtype, config.seed)
     extra = {
         "vllm_version": str(vllm.__version__),
         "model_runner": "v2" if v2 else "v1",
@@ -107,6 +99,25 @@ def create_vllm_engine(model: ModelSpec, config: EngineConfig) -> VllmEngine:
         recoverable=(VLLMClientError, ValueError, TypeError),
         info_extra=extra,
     )
+
+
+def _load_llm(vllm: Any, model: ModelSpec, options: vr.VllmOptions, dtype: str, seed: int) -> tuple[Any, bool]:
+    """The ``vllm.LLM`` and whether it runs Model Runner V2 (required by ``token_ids``)."""
+    try:
+        llm = vllm.LLM(**vr.llm_kwargs(model.path, model.revision, options, dtype, seed))
+    except Exception as exc:  # vLLM raises many types (ValueError, RuntimeError, OOM) on load
+        raise ModelLoadError(
+            f"vLLM could not load {model.path!r}: {exc}",
+            hint="Check the checkpoint and the vLLM options (max_model_len, gpu_memory_utilization).",
+        ) from exc
+    v2 = bool(llm.llm_engine.vllm_config.use_v2_model_runner)
+    if options.scoring_method == "token_ids" and not v2:
+        _shutdown(llm)
+        raise EngineError(
+            "scoring_method 'token_ids' needs vLLM's Model Runner V2, which this model/config does not use",
+            hint="Set VLLM_USE_V2_MODEL_RUNNER=1 or the engine option scoring_method: prompt_logprobs.",
+        )
+    return llm, v2
 
 
 def _as_arrays(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +194,7 @@ class VllmEngine:
 
     def score_choices(self, requests: Sequence[ScoreRequest]) -> list[ChoiceScores]:
         """Score every choice; all questions go to vLLM in one call (k choices adjacent)."""
+        self._require_open()
         groups: list[list[vr.ChoiceRequest]] = []
         errors: dict[int, str] = {}
         for qi, req in enumerate(requests):
@@ -243,6 +255,7 @@ class VllmEngine:
 
     def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
         """Answer every conversation turn by turn; one ``generate`` call per turn."""
+        self._require_open()
         responses: list[list[str]] = [[] for _ in requests]
         counts = [0] * len(requests)
         errors = {i: "the request has no turns" for i, r in enumerate(requests) if not r.turns}
@@ -303,6 +316,10 @@ class VllmEngine:
     def info(self) -> EngineInfo:
         """vLLM version, quantization (checkpoint and vLLM's view) and settings."""
         return self._info
+
+    def _require_open(self) -> None:
+        if self._llm is None:
+            raise EngineError("the vLLM engine was closed", hint="Create a new engine.")
 
     def close(self) -> None:
         """Shut the engine core down and free GPU memory."""

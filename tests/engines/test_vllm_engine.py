@@ -275,6 +275,17 @@ def test_info_records_version_quantization_and_settings(tokenizer):
     assert all(isinstance(v, str) for v in info.extra.values())
 
 
+def test_closed_engine_refuses_work(tokenizer):
+    from ray_bench.errors import EngineError
+
+    engine = make_engine(tokenizer, FakeLLM())
+    engine.close()
+    engine.close()  # idempotent
+    with pytest.raises(EngineError, match="closed"):
+        engine.score_choices(QUESTIONS)
+    assert engine.info().engine == "vllm"
+
+
 def test_request_seed_matches_the_hf_engine():
     hf_generation = pytest.importorskip("ray_bench.engines.hf_generation")
     assert vr.request_seed(7, "q-1", 2) == hf_generation.row_seed(7, "q-1", 2)
