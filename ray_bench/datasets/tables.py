@@ -79,7 +79,8 @@ def read_questions(data_dir: str | os.PathLike[str], name: str) -> pa.Table:
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise DatasetError(f"cannot read prepared dataset: {exc}", file=str(path), hint=hint) from None
     _check_schema(table, path, hint)
-    return table
+    # Parquet names list children "element" where Arrow says "item"; cast so callers get the exact schema.
+    return table.cast(question_schema())
 
 
 def prepared_count(data_dir: str | os.PathLike[str], name: str) -> int | None:
