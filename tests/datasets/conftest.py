@@ -64,6 +64,12 @@ def prepare_rows(tmp_path: Path) -> Callable[..., list[dict]]:
 
 
 @pytest.fixture
+def write_source() -> Callable[[Path, str, str, Any], Path]:
+    """:func:`write_source_file` as a fixture (test modules never import conftest by name)."""
+    return write_source_file
+
+
+@pytest.fixture(scope="session")
 def shared_ptbb() -> Path:
     """The reference repackaged datasets; skips when the shared data is not mounted."""
     if not PTBB.is_dir():
@@ -71,7 +77,7 @@ def shared_ptbb() -> Path:
     return PTBB
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_iat_csv() -> Path:
     """The reference IAT stimuli CSV; skips when absent."""
     if not IAT_CSV.is_file():

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_source_file
 
 from ray_bench.datasets import prepare
 from ray_bench.errors import DatasetError
@@ -78,11 +77,11 @@ CASES = {
 
 
 @pytest.fixture
-def prepared_before(tmp_path: Path):
+def prepared_before(tmp_path: Path, write_source):
     """A good BBQ + CEB-Adult prepared into ``out``; returns (source dir, out dir, {file: (bytes, mtime)})."""
     src, out = tmp_path / "src", tmp_path / "out"
-    write_source_file(src, "BBQ", "religion", [_bbq_row(0, idx="BBQ/religion/0")])
-    write_source_file(src, "CEB-Adult", "gender", [{"idx": "A/0", "prompt": "Income? 1. YES; 2. NO.", "label": "yes",
+    write_source(src, "BBQ", "religion", [_bbq_row(0, idx="BBQ/religion/0")])
+    write_source(src, "CEB-Adult", "gender", [{"idx": "A/0", "prompt": "Income? 1. YES; 2. NO.", "label": "yes",
                                                      "choices": ["YES", "NO"], "sensitive_attr": "female"}])
     prepare(src, out, ["BBQ", "CEB-Adult"], log=lambda _: None)
     state = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
@@ -90,14 +89,14 @@ def prepared_before(tmp_path: Path):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_names_location_and_leaves_output_untouched(case, prepared_before, tmp_path):
+def test_bad_input_names_location_and_leaves_output_untouched(case, prepared_before, tmp_path, write_source):
     dataset, content, row, field, fragment = CASES[case]
     _, out, before = prepared_before
     bad_src = tmp_path / "bad"
-    write_source_file(bad_src, "CEB-Adult", "gender", [{"idx": "A/1", "prompt": "Income?", "label": "no",
+    write_source(bad_src, "CEB-Adult", "gender", [{"idx": "A/1", "prompt": "Income?", "label": "no",
                                                          "choices": ["YES", "NO"], "sensitive_attr": "male"}])
     axis = "race" if dataset == "CEB-Adult" else "age"
-    bad_file = write_source_file(bad_src, dataset, axis, content)
+    bad_file = write_source(bad_src, dataset, axis, content)
 
     with pytest.raises(DatasetError) as info:
         prepare(bad_src, out, ["CEB-Adult", dataset], log=lambda _: None)
@@ -115,19 +114,19 @@ def test_bad_input_names_location_and_leaves_output_untouched(case, prepared_bef
         assert not (out / f"{dataset}.parquet").exists()
 
 
-def test_duplicate_id_across_files_of_one_dataset(source_dir, tmp_path):
-    write_source_file(source_dir, "BBQ", "age", [_bbq_row(0, idx="BBQ/x/0")])
-    second = write_source_file(source_dir, "BBQ", "religion", [_bbq_row(0, idx="BBQ/y/0"), _bbq_row(1, idx="BBQ/x/0")])
+def test_duplicate_id_across_files_of_one_dataset(source_dir, tmp_path, write_source):
+    write_source(source_dir, "BBQ", "age", [_bbq_row(0, idx="BBQ/x/0")])
+    second = write_source(source_dir, "BBQ", "religion", [_bbq_row(0, idx="BBQ/y/0"), _bbq_row(1, idx="BBQ/x/0")])
     with pytest.raises(DatasetError, match="duplicate question id 'BBQ/x/0'") as info:
         prepare(source_dir, tmp_path / "out", ["BBQ"], log=lambda _: None)
     assert (info.value.file, info.value.row, info.value.field) == (str(second), 1, "idx")
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_reports_bad_input_and_exits_1(source_dir, tmp_path, capsys):
+def test_cli_reports_bad_input_and_exits_1(source_dir, tmp_path, capsys, write_source):
     from ray_bench.cli.main import main
 
-    bad = write_source_file(source_dir, "BBQ", "age", [_bbq_row(0, target_label=7)])
+    bad = write_source(source_dir, "BBQ", "age", [_bbq_row(0, target_label=7)])
     with pytest.raises(SystemExit) as info:
         main(["datasets", "prepare", "--source", str(source_dir), "--out", str(tmp_path / "out"), "--dataset", "BBQ"])
     assert info.value.code == 1
