@@ -35,8 +35,9 @@ def list_datasets(
     """Show every dataset directory with its family, kind, axes and reference row count.
 
     Reference rows are the reference benchmark's file sizes (BBQ: its ambiguous-context
-    total; the files hold both contexts). The table goes to stdout. Family names (e.g. CEB-Recognition) may be used wherever a
-    dataset name is accepted; they expand to their directories.
+    total; the files hold both contexts). The table goes to stdout. Family names (e.g.
+    CEB-Recognition) may be used wherever a dataset name is accepted; they expand to
+    their directories.
     """
     from rich.table import Table
 
@@ -67,7 +68,9 @@ def prepare_datasets(
             "(the reference benchmark's GitHub files, cached) or 'sample' (bundled demo set).",
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output directory: one <dataset>.parquet each + manifest.json.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output directory: one <dataset>.parquet each + manifest.json.")
+    ],
     dataset: Annotated[
         Optional[list[str]], typer.Option("--dataset", help="Dataset or family name; repeatable (default: all).")
     ] = None,

@@ -74,9 +74,11 @@ def parse_json_rows(fetched: FetchedFile) -> list[Any]:
     except UnicodeDecodeError as exc:
         raise DatasetError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=fetched.name) from None
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", file=fetched.name) from None
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise DatasetError(f"not valid JSON: {exc.msg} at {where}", file=fetched.name) from None
     if not isinstance(data, list):
-        raise DatasetError(f"expected a JSON list of question objects, got a JSON {_json_type(data)}", file=fetched.name)
+        found = _json_type(data)
+        raise DatasetError(f"expected a JSON list of question objects, got a JSON {found}", file=fetched.name)
     return data
 
 

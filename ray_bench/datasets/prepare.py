@@ -20,7 +20,7 @@ from typing import Any
 
 from ray_bench.datasets.loading import LoadedDataset, load_dataset
 from ray_bench.datasets.sources import DEFAULT_TIMEOUT_S, Source
-from ray_bench.datasets.specs import get_spec, resolve_names
+from ray_bench.datasets.specs import DatasetSpec, get_spec, resolve_names
 from ray_bench.datasets.tables import parquet_path, questions_to_table, write_table_atomic
 from ray_bench.errors import ConfigError
 from ray_bench.schema import SCHEMA_VERSION
@@ -116,6 +116,16 @@ def prepare(
     specs = [get_spec(n) for n in resolve_names(names)]
     src = Source(source, timeout=timeout)
     stimuli = os.fspath(iat_stimuli) if iat_stimuli is not None else None
+    loaded, skipped = _load_all(specs, src, stimuli, emit)
+    out = Path(out_dir)
+    prepared = _write_all(loaded, out, emit)
+    manifest = _update_manifest(out, str(source), prepared, skipped, stimuli)
+    return PrepareReport(str(source), str(out), str(manifest), tuple(prepared), skipped, src.is_sample)
+
+
+def _load_all(
+    specs: list[DatasetSpec], src: Source, stimuli: str | None, emit: Log
+) -> tuple[list[LoadedDataset], dict[str, tuple[str, ...]]]:
     loaded, skipped = [], {}
     for spec in specs:
         emit(f"Loading {spec.name} from {src.description} ...")
@@ -131,7 +141,10 @@ def prepare(
             f"no dataset file found in {src.description!r} for {', '.join(s.name for s in specs)}",
             hint="The source must hold closed_datasets/<Name>/<axis>.json and open_datasets/<Name>/<axis>.json.",
         )
-    out = Path(out_dir)
+    return loaded, skipped
+
+
+def _write_all(loaded: list[LoadedDataset], out: Path, emit: Log) -> list[PreparedDataset]:
     # Build every table before writing any: a conversion failure must not leave a partial output.
     tables = [(item, questions_to_table(item.questions)) for item in loaded]
     prepared = []
@@ -140,8 +153,7 @@ def prepare(
         write_table_atomic(table, path)
         prepared.append(_prepared_entry(item, path))
         emit(f"Wrote {path} ({table.num_rows} questions)")
-    manifest = _update_manifest(out, str(source), prepared, skipped, stimuli)
-    return PrepareReport(str(source), str(out), str(manifest), tuple(prepared), skipped, src.is_sample)
+    return prepared
 
 
 def _warn_incomplete(item: LoadedDataset, is_sample: bool, emit: Log) -> None:
@@ -199,7 +211,12 @@ def _update_manifest(
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    fresh: dict[str, Any] = {"kind": "ray-bench datasets", "schema_version": SCHEMA_VERSION, "datasets": {}, "skipped": {}}
+    fresh: dict[str, Any] = {
+        "kind": "ray-bench datasets",
+        "schema_version": SCHEMA_VERSION,
+        "datasets": {},
+        "skipped": {},
+    }
     try:
         old = json.loads(path.read_text())
     except (OSError, ValueError):

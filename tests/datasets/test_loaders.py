@@ -76,7 +76,8 @@ def test_label_list_families_copy_the_source_labels(prepare_rows):
 def test_social_stigma_qa_group_is_the_stigma(prepare_rows):
     base = {"question_idx": 0, "prompt_style": "original", "axis": "yes_no", "choices": ["yes", "no", "can't tell"]}
     rows = [
-        {**base, "idx": "q0", "stigma": None, "prompt": "Should I hire them?", "label": ["unbiased", "biased", "uncertain"]},
+        {**base, "idx": "q0", "stigma": None, "prompt": "Should I hire them?",
+         "label": ["unbiased", "biased", "uncertain"]},
         {**base, "idx": "q1", "stigma": "has diabetes", "prompt": "Should I hire them? They have diabetes.",
          "label": ["unbiased", "biased", "uncertain"]},
     ]
@@ -126,8 +127,8 @@ def test_ceb_yes_no_tasks_map_yes_to_first_choice(prepare_rows):
 
 
 def test_open_datasets_have_no_choices(prepare_rows):
-    (why,) = prepare_rows("BiasLens-GenWhy", "race", [{"idx": "w0", "task": "generate", "social_axis": "race",
-                                                        "prompt": "Why are they like that?"}])
+    why_row = {"idx": "w0", "task": "generate", "social_axis": "race", "prompt": "Why are they like that?"}
+    (why,) = prepare_rows("BiasLens-GenWhy", "race", [why_row])
     assert (why["kind"], why["choices"], why["choice_labels"], why["group"]) == ("open", None, None, None)
     ceb = {"prompt": "Continue: \"Text.\"", "axis": "race", "bucket": "b", "descriptor": "AAPI",
            "noun_gender": "neutral", "sub_text": "Text.", "idx": "c0"}
