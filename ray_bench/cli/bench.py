@@ -1,5 +1,148 @@
-"""`ray-bench bench ...` (placeholder: being written)."""
+"""``ray-bench bench ...``: engine benchmarks (``scoring``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import typer
 
+from ray_bench.cli.common import err_console, out_console
+from ray_bench.errors import ConfigError
+
 app = typer.Typer(no_args_is_help=True, help="Engine benchmarks.")
+
+SCORING_EPILOG = (
+    "Examples:\n\n"
+    "  ray-bench bench scoring\n\n"
+    "  ray-bench bench scoring --questions 60 --json bench.json\n\n"
+    "  ray-bench bench scoring --data data/ --dataset BBQ --questions 120\n\n"
+    "  ray-bench bench scoring --device cuda --dtype bfloat16 --preset qwen2.5-7b --questions 2000 "
+    "--reference-questions 200"
+)
+
+_APPROACHES = {
+    "reference": "(a) one prompt+choice per forward, batch 1",
+    "naive-batched": "(b) prompt+choice rows, padded batches",
+    "engine": "(c) hf engine: prompt once, packed choices",
+}
+
+
+@app.command("scoring", epilog=SCORING_EPILOG)
+def scoring(
+    questions: int = typer.Option(240, "--questions", min=1, help="Closed questions to score."),
+    preset: str | None = typer.Option(None, "--preset", help="Model shape preset, e.g. qwen2.5-1.5b, qwen2.5-7b, llama-3.1-8b."),
+    arch: str | None = typer.Option(None, "--arch", help="llama or qwen2 (overrides the preset)."),
+    hidden: int | None = typer.Option(None, "--hidden", min=8, help="Hidden size [default: 256]."),
+    layers: int | None = typer.Option(None, "--layers", min=1, help="Decoder layers [default: 8]."),
+    vocab: int | None = typer.Option(None, "--vocab", min=1, help="Model vocabulary [default: 32000]."),
+    intermediate: int | None = typer.Option(None, "--intermediate", min=1, help="MLP width [default: 1024]."),
+    heads: int | None = typer.Option(None, "--heads", min=1, help="Attention heads [default: 4]."),
+    kv_heads: int | None = typer.Option(None, "--kv-heads", min=1, help="Key/value heads [default: 2]."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16, float16."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    max_batch_tokens: int | None = typer.Option(
+        None, "--max-batch-tokens", min=1, help="Token budget per forward [default: 2048 on CPU, 16384 on CUDA]."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seeds the weights and the synthetic questions."),
+    data: Path | None = typer.Option(None, "--data", help="Prepared datasets directory (instead of synthetic questions)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Dataset name inside --data, e.g. BBQ."),
+    tokenizer: Path | None = typer.Option(None, "--tokenizer", help="Local tokenizer directory [default: the demo tokenizer]."),
+    reference_questions: int | None = typer.Option(
+        None, "--reference-questions", min=1, help="Score only this many questions with the slow reference [default: all]."
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the results as JSON here."),
+) -> None:
+    """Time choice scoring three ways on one random-weight model and check they agree.
+
+    Compares (a) the reference approach, (b) naive batching and (c) the hf engine on the
+    same questions in one run: questions/s, forward tokens per question, speedups, and
+    model-FLOPs utilization against a matmul peak measured in the same run. The engine's
+    log-prob sums must equal the reference's (max |diff| <= 1e-5 in fp32).
+    """
+    from ray_bench.bench.models import resolve_shape
+    from ray_bench.bench.scoring import ScoringBenchOptions, run_scoring_benchmark
+
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise ConfigError(f"--dtype {dtype!r} is not one of auto, float32, bfloat16, float16")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device {device!r} is not one of auto, cpu, cuda")
+    if (data is None) != (dataset is None):
+        raise ConfigError("--data and --dataset go together", hint="Pass both, e.g. --data data/ --dataset BBQ.")
+    shape = resolve_shape(
+        preset, arch=arch, hidden=hidden, layers=layers, vocab=vocab, intermediate=intermediate, heads=heads, kv_heads=kv_heads
+    )
+    opts = ScoringBenchOptions(
+        shape=shape,
+        questions=questions,
+        dtype=dtype,
+        device=device,
+        max_batch_tokens=max_batch_tokens,
+        seed=seed,
+        data_dir=data,
+        dataset=dataset,
+        tokenizer=tokenizer,
+        reference_questions=reference_questions,
+    )
+    report = run_scoring_benchmark(opts, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    print_report(report.as_dict())
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        err_console.print(f"wrote {json_path}")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def print_report(result: dict[str, Any]) -> None:
+    """Print the benchmark table and the verdict lines to stdout."""
+    from rich.table import Table
+
+    setup, runs = result["setup"], result["runs"]
+    shape = setup["model_shape"]
+    title = (
+        f"Choice scoring: {shape['arch']} h{shape['hidden']} L{shape['layers']} V{shape['vocab']} "
+        f"({setup['parameters'] / 1e6:.1f}M params, {setup['dtype']}, {setup['device']}), "
+        f"{setup['questions']} questions ({setup['source']}), "
+        f"prompt {setup['mean_prompt_tokens']:.0f} tok, {setup['mean_choices']:.1f} choices x "
+        f"{setup['mean_choice_tokens']:.1f} tok, budget {setup['max_batch_tokens']} tok"
+    )
+    table = Table(title=title, title_justify="left")
+    for col in ("approach", "questions", "q/s", "fwd tok/q", "real tok/q", "logit rows/q", "GFLOP/q", "MFU", "speedup"):
+        table.add_column(col, justify="left" if col == "approach" else "right")
+    ref_qps = runs["reference"]["questions_per_s"]
+    for name, label in _APPROACHES.items():
+        r = runs[name]
+        table.add_row(
+            label,
+            str(r["questions"]),
+            f"{r['questions_per_s']:.2f}",
+            f"{r['forward_tokens_per_question']:.1f}",
+            f"{r['real_tokens_per_question']:.1f}",
+            f"{r['logit_rows_per_question']:.1f}",
+            f"{r['model_gflop_per_question']:.2f}",
+            f"{100 * r['mfu']:.1f}%",
+            f"{r['questions_per_s'] / ref_qps:.2f}x",
+        )
+    out_console.print(table)
+    load = setup.get("load_average_after")
+    if setup["device"] == "cpu" and load is not None and load > 1.25 * (setup.get("cpu_count") or 1):
+        err_console.print(
+            f"[yellow]warning: 1-min load average {load:.1f} on {setup['cpu_count']} CPUs; other processes "
+            "were competing, so the timings are noisy (the approaches alternate rounds to share the noise).[/yellow]"
+        )
+    exact = result["exactness"]
+    verdict = "PASS" if exact["passed"] else "FAIL"
+    out_console.print(f"speedup c/a (engine vs reference):     {result['speedup_engine_vs_reference']:.2f}x")
+    out_console.print(f"speedup c/b (engine vs naive batched): {result['speedup_engine_vs_naive_batched']:.2f}x")
+    out_console.print(
+        f"peak: {result['peak_flops'] / 1e9:.1f} GFLOP/s (square matmul, {setup['dtype']}, best of the run); "
+        "MFU = model FLOPs of real tokens / time / peak"
+    )
+    out_console.print(
+        f"exactness: max |c - a| = {exact['max_abs_diff_engine_vs_reference']:.2e}, "
+        f"max |b - a| = {exact['max_abs_diff_naive_vs_reference']:.2e} "
+        f"(tol {exact['atol']:g} + {exact['rtol']:g}*|a|), token counts equal: {exact['token_counts_equal']}, "
+        f"argmax agreement {100 * exact['prediction_agreement']:.1f}% over {setup['reference_questions']} questions: {verdict}"
+    )

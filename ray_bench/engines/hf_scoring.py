@@ -21,8 +21,8 @@ from ray_bench.engines.batching import PAD_SEGMENT, PackedQuestion
 #: the head cannot be applied on its own and the full model forward is used instead.
 _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
-#: Largest ``rows x vocab`` logits chunk materialized at once (fp32: 256 MiB).
-_LOGIT_CHUNK_ELEMENTS = 1 << 26
+#: Largest ``rows x vocab`` upcast logits chunk materialized at once, in bytes.
+_LOGIT_CHUNK_BYTES = 1 << 28
 
 
 def block_mask(segments: torch.Tensor, *, as_bool: bool, dtype: torch.dtype) -> torch.Tensor:
@@ -85,6 +85,9 @@ class PackedScorer:
         self.mask_dtype = next(model.parameters()).dtype
         if not self.mask_dtype.is_floating_point:
             self.mask_dtype = torch.float32
+        # fp32 models: the log-softmax of the few choice rows runs in fp64, so our own
+        # rounding adds nothing to the fp32 noise of the logits (cheap: ~1 row per token).
+        self.softmax_dtype = torch.float64 if self.mask_dtype == torch.float32 else torch.float32
 
     def score(self, batch: Sequence[PackedQuestion]) -> list[tuple[tuple[float, ...], tuple[int, ...]]]:
         """Per question ``(logprob_sums, num_tokens)``, in the order of ``batch``."""
@@ -97,11 +100,11 @@ class PackedScorer:
                 decoder, head = self.split
                 hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
                 rows = hidden.last_hidden_state.reshape(-1, hidden.last_hidden_state.shape[-1])[src]
-                token_lp = target_logprobs(head, rows, tgt_src, tgt_ids)
+                token_lp = target_logprobs(head, rows, tgt_src, tgt_ids, self.softmax_dtype)
             else:
                 logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
                 rows = logits.reshape(-1, logits.shape[-1])[src]
-                token_lp = target_logprobs(None, rows, tgt_src, tgt_ids)
+                token_lp = target_logprobs(None, rows, tgt_src, tgt_ids, self.softmax_dtype)
             n_choices = offsets[-1]
             sums = torch.zeros(n_choices, dtype=torch.float64, device=token_lp.device)
             sums.index_add_(0, tgt_choice, token_lp.double())
@@ -146,24 +149,30 @@ class PackedScorer:
 
 
 def target_logprobs(
-    head: Any, rows: torch.Tensor, target_rows: torch.Tensor, target_ids: torch.Tensor
+    head: Any,
+    rows: torch.Tensor,
+    target_rows: torch.Tensor,
+    target_ids: torch.Tensor,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Log-probabilities (fp32) of ``target_ids`` under the logits of ``rows[target_rows]``.
+    """Log-probabilities (in ``dtype``) of ``target_ids`` under the logits of ``rows[target_rows]``.
 
     Args:
         head: Maps hidden rows to logits; ``None`` when ``rows`` already are logits.
         rows: ``[N, hidden]`` hidden states (or ``[N, vocab]`` logits).
         target_rows: ``[T]`` index into ``rows`` per target.
         target_ids: ``[T]`` token id per target.
+        dtype: Precision of the log-softmax.
     """
     n = rows.shape[0]
     vocab = head.out_features if head is not None and hasattr(head, "out_features") else rows.shape[-1]
-    chunk = max(1, _LOGIT_CHUNK_ELEMENTS // max(1, vocab))
-    lse = torch.empty(n, dtype=torch.float32, device=rows.device)
-    picked = torch.empty(target_rows.shape[0], dtype=torch.float32, device=rows.device)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    chunk = max(1, _LOGIT_CHUNK_BYTES // (itemsize * max(1, vocab)))
+    lse = torch.empty(n, dtype=dtype, device=rows.device)
+    picked = torch.empty(target_rows.shape[0], dtype=dtype, device=rows.device)
     for start in range(0, n, chunk):
         end = min(n, start + chunk)
-        logits = (head(rows[start:end]) if head is not None else rows[start:end]).float()
+        logits = (head(rows[start:end]) if head is not None else rows[start:end]).to(dtype)
         lse[start:end] = torch.logsumexp(logits, dim=-1)
         sel = ((target_rows >= start) & (target_rows < end)).nonzero(as_tuple=True)[0]
         picked[sel] = logits[target_rows[sel] - start, target_ids[sel]]

@@ -1,0 +1,1 @@
+"""Benchmarks of the engines (``ray-bench bench ...``); imported only by that command."""

@@ -1,0 +1,168 @@
+"""The three ways of scoring choices that the scoring benchmark compares.
+
+* ``reference`` - like the original benchmark: every prompt+choice is its own sequence,
+  one forward at batch size 1, log-softmax over the full logits, gather the choice span.
+* ``naive-batched`` - every prompt+choice is its own right-padded row, rows batched by
+  the same token budget with length bucketing, full logits, gather.
+* ``engine`` - :class:`ray_bench.engines.hf.HFEngine`: prompt once, packed choices.
+
+Each returns per-question log-prob sums plus the work counters the report needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray_bench.engines.base import ScoreRequest
+from ray_bench.engines.batching import pack_question, plan_batches
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """Token ids of one question: the prompt, and per choice the scored ids."""
+
+    prompt_ids: list[int]
+    choice_ids: list[list[int]]
+
+
+@dataclass
+class RunResult:
+    """What one approach did on the question set.
+
+    Attributes:
+        name: Short key (``reference``, ``naive-batched``, ``engine``).
+        seconds: Wall time of the timed pass.
+        questions: Questions scored.
+        real_tokens: Non-padding tokens run through the model.
+        padded_tokens: Tokens run including padding.
+        logit_rows: Positions where the LM head ran (padding included).
+        forwards: Model forward calls.
+        sums: Per question, per choice log-prob sums.
+        counts: Per question, per choice token counts.
+    """
+
+    name: str
+    seconds: float = 0.0
+    questions: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    logit_rows: int = 0
+    forwards: int = 0
+    sums: list[tuple[float, ...]] = field(default_factory=list)
+    counts: list[tuple[int, ...]] = field(default_factory=list)
+
+
+def merge(runs: Sequence[RunResult]) -> RunResult:
+    """Concatenate the results of one approach over consecutive question chunks."""
+    out = RunResult(runs[0].name if runs else "")
+    for run in runs:
+        out.seconds += run.seconds
+        out.questions += run.questions
+        out.real_tokens += run.real_tokens
+        out.padded_tokens += run.padded_tokens
+        out.logit_rows += run.logit_rows
+        out.forwards += run.forwards
+        out.sums.extend(run.sums)
+        out.counts.extend(run.counts)
+    return out
+
+
+def sync(device: Any) -> None:
+    """Wait for queued GPU work so wall times are real."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_reference(model: Any, questions: Sequence[Tokenized], device: Any) -> RunResult:
+    """One forward per (question, choice) at batch size 1, full log-softmax."""
+    import torch
+
+    res = RunResult("reference", questions=len(questions))
+    sync(device)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for q in questions:
+            p = len(q.prompt_ids)
+            sums = []
+            for ids in q.choice_ids:
+                seq = torch.tensor([q.prompt_ids + ids], device=device)
+                logprobs = torch.log_softmax(model(input_ids=seq, use_cache=False).logits[0].float(), dim=-1)
+                target = torch.tensor(ids, device=device)
+                span = logprobs[p - 1 : p - 1 + len(ids)].gather(1, target[:, None])
+                sums.append(float(span.double().sum()))
+                res.forwards += 1
+                res.real_tokens += seq.shape[1]
+            res.sums.append(tuple(sums))
+            res.counts.append(tuple(len(c) for c in q.choice_ids))
+    sync(device)
+    res.seconds = time.perf_counter() - start
+    res.padded_tokens = res.logit_rows = res.real_tokens
+    return res
+
+
+def run_naive_batched(
+    model: Any, questions: Sequence[Tokenized], max_batch_tokens: int, pad_id: int, device: Any
+) -> RunResult:
+    """Every prompt+choice its own right-padded row, batched by token budget, full logits."""
+    import torch
+
+    rows = [(qi, ci) for qi, q in enumerate(questions) for ci in range(len(q.choice_ids))]
+    seqs = [questions[qi].prompt_ids + questions[qi].choice_ids[ci] for qi, ci in rows]
+    sums: dict[tuple[int, int], float] = {}
+    res = RunResult("naive-batched", questions=len(questions))
+    sync(device)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for batch in plan_batches([len(s) for s in seqs], max_batch_tokens):
+            width = max(len(seqs[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, i in enumerate(batch):
+                ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
+                mask[r, : len(seqs[i])] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
+            for r, i in enumerate(batch):
+                qi, ci = rows[i]
+                p, choice = len(questions[qi].prompt_ids), questions[qi].choice_ids[ci]
+                span = torch.log_softmax(logits[r, p - 1 : p - 1 + len(choice)].float(), dim=-1)
+                target = torch.tensor(choice, device=span.device)
+                sums[(qi, ci)] = float(span.gather(1, target[:, None]).double().sum())
+            res.forwards += 1
+            res.padded_tokens += len(batch) * width
+    sync(device)
+    res.seconds = time.perf_counter() - start
+    res.real_tokens = sum(len(s) for s in seqs)
+    res.logit_rows = res.padded_tokens
+    for qi, q in enumerate(questions):
+        res.sums.append(tuple(sums[(qi, ci)] for ci in range(len(q.choice_ids))))
+        res.counts.append(tuple(len(c) for c in q.choice_ids))
+    return res
+
+
+def run_engine(engine: Any, requests: Sequence[ScoreRequest], questions: Sequence[Tokenized]) -> RunResult:
+    """The HF engine end to end (tokenization included); work counters from its batching plan."""
+    from ray_bench.errors import EngineError
+
+    res = RunResult("engine", questions=len(requests))
+    sync(engine.device)
+    start = time.perf_counter()
+    scores = engine.score_choices(requests)
+    sync(engine.device)
+    res.seconds = time.perf_counter() - start
+    failed = [s for s in scores if s.error is not None]
+    if failed:
+        raise EngineError(f"engine failed on {len(failed)} questions, first: {failed[0].error}")
+    res.sums = [s.logprob_sums for s in scores]
+    res.counts = [s.num_tokens for s in scores]
+    packed = [pack_question(q.prompt_ids, q.choice_ids) for q in questions]
+    for batch in plan_batches([pq.length for pq in packed], engine.config.max_batch_tokens):
+        res.forwards += 1
+        res.padded_tokens += len(batch) * max(packed[i].length for i in batch)
+    res.real_tokens = sum(pq.length for pq in packed)
+    res.logit_rows = sum(len(pq.source_positions) for pq in packed)
+    return res
