@@ -104,5 +104,5 @@ def _train(model, stream, *, steps: int, batch_size: int, seq_len: int, lr: floa
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses

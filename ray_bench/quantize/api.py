@@ -126,10 +126,13 @@ def _import_oneshot():
 
 def _logs_to_stderr() -> None:
     """Send llmcompressor's console log to stderr: its default sink is stdout, which is ours for results."""
+    import importlib
     import sys
 
-    from llmcompressor import logger as lc_logger
     from loguru import logger
+
+    # `from llmcompressor import logger` would give the loguru object it re-exports.
+    lc_logger = importlib.import_module("llmcompressor.logger")
 
     config = lc_logger.LOGGER_CONFIG
     if config.disabled or not config.console_log_level or getattr(lc_logger, "_ray_bench_stderr", False):

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,19 @@ def _read_parquet(path: Path, field: str) -> list[Any]:
 
 
 def _hub_offline() -> bool:
-    return any(os.environ.get(k, "") not in ("", "0") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    """Whether ``datasets`` will run in offline mode (cache only).
+
+    Asks the libraries rather than the environment: they read the variables once, at
+    import, so a variable set later does not make them offline.
+    """
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return any(os.environ.get(k, "") not in ("", "0") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    offline = constants.is_offline_mode()
+    if "datasets" in sys.modules:
+        offline = offline or bool(getattr(sys.modules["datasets"].config, "HF_HUB_OFFLINE", False))
+    return offline
 
 
 def hub_reachable(timeout: float = 5.0) -> bool:
@@ -143,10 +156,6 @@ def hub_reachable(timeout: float = 5.0) -> bool:
 
 
 def _read_hub(cfg: CalibrationConfig) -> tuple[list[Any], dict[str, Any]]:
-    try:
-        import datasets
-    except ImportError:
-        raise DependencyError("datasets", "quantize") from None
     # Offline mode reads the cache only, so it needs no probe.
     if not _hub_offline() and not hub_reachable():
         raise QuantizationError(
@@ -154,6 +163,10 @@ def _read_hub(cfg: CalibrationConfig) -> tuple[list[Any], dict[str, Any]]:
             "from this machine",
             hint=_OFFLINE_HINT,
         )
+    try:
+        import datasets
+    except ImportError:
+        raise DependencyError("datasets", "quantize") from None
     try:
         ds = datasets.load_dataset(cfg.source, split=cfg.split)
     except Exception as exc:  # noqa: BLE001 - datasets raises many types; all mean "cannot load"

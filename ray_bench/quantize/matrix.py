@@ -59,7 +59,7 @@ def run_matrix(base: Path, work: Path, *, samples: int = 64, via: str = "auto") 
                 rows.append({**row, "status": "failed", "note": f"{type(exc).__name__}: {exc}"[:200]})
                 continue
             card = read_card(path) or {}
-            rows.append({**row, "status": "ok", "wall_s": time.perf_counter() - start,
+            rows.append({**row, "status": "ok", "wall_s": card.get("wall_time_s"), "total_s": time.perf_counter() - start,
                          "oneshot_s": card.get("oneshot_time_s"), "mean_abs": cmp.mean_abs_diff,
                          "rel": cmp.rel_diff, "agree": cmp.agreement})
     return rows
@@ -68,7 +68,7 @@ def run_matrix(base: Path, work: Path, *, samples: int = 64, via: str = "auto") 
 def format_table(rows: list[dict]) -> str:
     """Markdown table of :func:`run_matrix` rows."""
     lines = [
-        "| method | scheme | status | wall s | oneshot s | mean abs d logprob | rel diff | top-1 agree |",
+        "| method | scheme | status | quantize wall s | oneshot s | mean abs d logprob | rel diff | top-1 agree |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

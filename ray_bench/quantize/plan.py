@@ -91,9 +91,3 @@ def expand(config: QuantizeJobConfig) -> list[VariantTask]:
         for v in config.variants
     ]
 
-
-def needs_calibration(tasks: list[VariantTask]) -> bool:
-    """True when any task's method needs calibration data."""
-    from ray_bench.quantize.methods import get_method
-
-    return any(get_method(t.method).needs_calibration for t in tasks)

@@ -77,27 +77,30 @@ def resolve_device(resources: QuantizeResources) -> str:
     return "gpu" if ray.cluster_resources().get("GPU", 0) >= resources.gpus_per_task else "cpu"
 
 
-def preflight(calibration: CalibrationConfig | None) -> dict[str, Any]:
-    """Runs in the quantization environment: check llmcompressor, load calibration once.
+def preflight(calibrations: list[CalibrationConfig]) -> dict[str, Any]:
+    """Runs in the quantization environment: check llmcompressor, load each calibration set once.
+
+    Errors travel as data (``error``/``hint``), not exceptions, so their hints survive Ray.
 
     Returns:
-        ``{"ok": True, "calibration": CalibrationData | None}`` or
-        ``{"ok": False, "error": ..., "hint": ...}`` (errors travel as data, not exceptions,
-        so their hint survives the trip through Ray).
+        ``{"ok": False, "error", "hint"}`` when llmcompressor is missing, else ``{"ok": True,
+        "calibrations": [...]}`` with, per config, ``{"data": CalibrationData}`` or
+        ``{"error", "hint"}``.
     """
     import importlib.util
 
-    try:
-        if importlib.util.find_spec("llmcompressor") is None:
-            raise DependencyError("llmcompressor", "quantize")
-        data = None
-        if calibration is not None:
-            from ray_bench.quantize.calibration import load_calibration
+    if importlib.util.find_spec("llmcompressor") is None:
+        exc = DependencyError("llmcompressor", "quantize")
+        return {"ok": False, "error": f"DependencyError: {exc} (python: {sys.executable})", "hint": exc.hint}
+    from ray_bench.quantize.calibration import load_calibration
 
-            data = load_calibration(calibration)
-        return {"ok": True, "calibration": data, "python": sys.executable}
-    except RayBenchError as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "hint": exc.hint}
+    loaded: list[dict[str, Any]] = []
+    for cfg in calibrations:
+        try:
+            loaded.append({"data": load_calibration(cfg)})
+        except RayBenchError as exc:
+            loaded.append({"error": f"{type(exc).__name__}: {exc}", "hint": exc.hint})
+    return {"ok": True, "calibrations": loaded}
 
 
 def run_variant(task: VariantTask, calibration: Any) -> VariantResult:
@@ -174,26 +177,41 @@ def run_quantize_tasks(
 def _schedule(tasks: list[VariantTask], resources: QuantizeResources, runtime_env: dict[str, Any] | None):
     import ray
 
-    from ray_bench.quantize.plan import needs_calibration
+    from ray_bench.quantize.methods import get_method
 
     device = resolve_device(resources)
-    cpu_opts = task_options(resources, "cpu", runtime_env)
-    calibration = tasks[0].calibration if needs_calibration(tasks) else None
-    checked = ray.get(ray.remote(preflight).options(**cpu_opts).remote(calibration))
+    configs = list(dict.fromkeys(t.calibration for t in tasks if get_method(t.method).needs_calibration))
+    checked = ray.get(ray.remote(preflight).options(**task_options(resources, "cpu", runtime_env)).remote(configs))
     if not checked["ok"]:
         for task in tasks:
             yield _failed(task, checked["error"], checked["hint"])
         return
-    data_ref = ray.put(checked["calibration"])
+    refs = {cfg: ray.put(c["data"]) for cfg, c in zip(configs, checked["calibrations"]) if "data" in c}
+    failed = {cfg: c for cfg, c in zip(configs, checked["calibrations"]) if "data" not in c}
+    runnable = []
+    for task in tasks:
+        if get_method(task.method).needs_calibration and task.calibration in failed:
+            yield _failed(task, failed[task.calibration]["error"], failed[task.calibration]["hint"])
+        else:
+            runnable.append(task)
+    yield from _run_all(runnable, refs, resources, device, runtime_env)
+
+
+def _run_all(tasks: list[VariantTask], refs: dict, resources: QuantizeResources, device: str, runtime_env):
+    import ray
+
+    from ray_bench.quantize.methods import get_method
+
     remote = ray.remote(run_variant)
-    limit = resources.max_parallel or len(tasks)
+    limit = resources.max_parallel or max(1, len(tasks))
     pending: dict[Any, VariantTask] = {}
     queue = list(tasks)
     while queue or pending:
         while queue and len(pending) < limit:
             task = queue.pop(0)
+            data = refs.get(task.calibration) if get_method(task.method).needs_calibration else None
             opts = task_options(resources, device, runtime_env, task.model.name)
-            pending[remote.options(**opts).remote(task, data_ref)] = task
+            pending[remote.options(**opts).remote(task, data)] = task
         ready, _ = ray.wait(list(pending), num_returns=1)
         task = pending.pop(ready[0])
         try:
