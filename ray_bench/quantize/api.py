@@ -114,8 +114,13 @@ def _scheme_and_options(task: VariantTask) -> tuple[Any, MethodOptions]:
 
 
 def _import_oneshot():
+    import contextlib
+    import sys
+
     try:
-        from llmcompressor import oneshot
+        # llmcompressor attaches its log to sys.stdout at import; stdout carries our results.
+        with contextlib.redirect_stdout(sys.stderr):
+            from llmcompressor import oneshot
     except ImportError as exc:
         if getattr(exc, "name", "") and not str(exc.name).startswith("llmcompressor"):
             raise
@@ -139,7 +144,7 @@ def _logs_to_stderr() -> None:
         return
     logger.remove()
     logger.add(
-        sys.stderr,
+        lambda message: sys.stderr.write(message),  # looked up per message: sys.stderr may be swapped
         level=config.console_log_level.upper(),
         format="{time:YYYY-MM-DDTHH:mm:ss} | {function} | {level} - {message}",
         filter=lc_logger.support_log_once,

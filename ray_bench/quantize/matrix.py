@@ -2,7 +2,7 @@
 
 Run it in the quantization environment::
 
-    .venv-quant/bin/python -m ray_bench.quantize.matrix --work /tmp/qmatrix
+    .venv-quant/bin/python -m ray_bench.quantize.matrix --work /tmp/qmatrix > table.md
 
 For every method x scheme pair it makes the variant (calibrated on 64 generated
 sentences), loads it back, scores the probe questions in fp32 and prints wall time and
@@ -89,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", type=Path, default=None, help="existing base model (default: train a tiny one)")
     parser.add_argument("--steps", type=int, default=150, help="training steps of the tiny model")
     parser.add_argument("--samples", type=int, default=64, help="calibration samples")
-    parser.add_argument("--via", choices=["auto", "hf", "plain"], default="auto", help="scoring path")
+    parser.add_argument("--via", choices=["auto", "hf", "plain"], default="plain",
+                        help="scoring path: plain transformers forward, or the HF engine")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on shared cores)")
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
     base = args.base
     if base is None:
         from ray_bench.demo.train import train_tiny_model
