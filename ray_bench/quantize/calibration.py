@@ -139,8 +139,9 @@ def _hub_offline() -> bool:
     except ImportError:
         return any(os.environ.get(k, "") not in ("", "0") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
     offline = constants.is_offline_mode()
-    if "datasets" in sys.modules:
-        offline = offline or bool(getattr(sys.modules["datasets"].config, "HF_HUB_OFFLINE", False))
+    ds_config = getattr(sys.modules.get("datasets"), "config", None)  # any module may be called datasets
+    if ds_config is not None:
+        offline = offline or bool(getattr(ds_config, "HF_HUB_OFFLINE", False))
     return offline
 
 

@@ -91,7 +91,9 @@ def preflight(calibrations: list[CalibrationConfig]) -> dict[str, Any]:
 
     if importlib.util.find_spec("llmcompressor") is None:
         exc = DependencyError("llmcompressor", "quantize")
-        return {"ok": False, "error": f"DependencyError: {exc} (python: {sys.executable})", "hint": exc.hint}
+        hint = (f"{exc.hint} Or run the tasks in a separate quantization venv: --quant-python PATH or "
+                f"{QUANT_PYTHON_ENV} (docs/quantize.md).")
+        return {"ok": False, "error": f"DependencyError: {exc} (python: {sys.executable})", "hint": hint}
     from ray_bench.quantize.calibration import load_calibration
 
     loaded: list[dict[str, Any]] = []

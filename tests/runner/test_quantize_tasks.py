@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,7 @@ def ray_local():
              log_to_driver=False)
     yield ray
     ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +155,8 @@ def test_missing_llmcompressor_is_reported_by_the_preflight(monkeypatch):
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     checked = quantize_tasks.preflight([])
-    assert not checked["ok"] and "llmcompressor" in checked["error"] and "quantize" in checked["hint"]
+    assert not checked["ok"] and "llmcompressor" in checked["error"]
+    assert "ray-bench[quantize]" in checked["hint"] and "--quant-python" in checked["hint"]
 
 
 def test_preflight_loads_each_calibration_once_and_reports_bad_ones(tmp_path, monkeypatch):
