@@ -25,7 +25,7 @@ TOLERANCES = {"float32": (1e-5, 0.0), "bfloat16": (5e-2, 1e-2), "float16": (5e-2
 
 WARMUP_QUESTIONS = 3
 #: Questions per round; the approaches alternate round by round.
-ROUND_QUESTIONS = 30
+ROUND_QUESTIONS = 60
 
 
 @dataclass(frozen=True)
@@ -107,22 +107,42 @@ def _requests(opts: ScoringBenchOptions) -> list[ScoreRequest]:
     return synthetic_questions(opts.questions, seed=opts.seed)
 
 
+@dataclass
+class _Workload:
+    """The model, engine and questions shared by the three approaches."""
+
+    model: Any
+    engine: Any
+    device: Any
+    dtype: Any
+    budget: int
+    requests: list[ScoreRequest]
+    tokenized: list[Tokenized]
+    n_ref: int
+
+
 def run_scoring_benchmark(opts: ScoringBenchOptions, log: Any = None) -> ScoringBenchReport:
     """Build the model, run the three approaches on the same questions and compare them.
-
-    The questions are split into rounds and the approaches take turns on each round
-    (order alternating), so a load spike from another process on a shared machine hits
-    all three alike instead of one of them.
 
     Args:
         opts: What to run.
         log: Optional ``callable(str)`` for progress lines.
     """
+    say = log or (lambda _msg: None)
+    work = _prepare(opts, say)
+    try:
+        load_before = _load_average()
+        results, peak = _timed_rounds(work, say)
+        return _report(opts, work, results, peak, load_before)
+    finally:
+        work.engine.close()
+
+
+def _prepare(opts: ScoringBenchOptions, say: Any) -> _Workload:
     from ray_bench.config import EngineConfig
     from ray_bench.engines.hf import HFEngine, resolve_device, resolve_dtype
     from ray_bench.engines.prompts import score_spans
 
-    say = log or (lambda _msg: None)
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
     budget = opts.max_batch_tokens or default_batch_tokens(device)
@@ -130,75 +150,85 @@ def run_scoring_benchmark(opts: ScoringBenchOptions, log: Any = None) -> Scoring
         tokenizer = _load_tokenizer(opts.tokenizer, Path(tmp))
     if len(tokenizer) > opts.shape.vocab:
         raise ConfigError(f"tokenizer has {len(tokenizer)} tokens but the model vocab is only {opts.shape.vocab}")
+    requests = _requests(opts)
     say(f"building a random {opts.shape.arch} model on {device} ({dtype})")
     model = build_random_model(opts.shape, dtype=dtype, device=device, seed=opts.seed)
     config = EngineConfig(name="hf", dtype=opts.dtype, device=opts.device, max_batch_tokens=budget)
     engine = HFEngine(model, tokenizer, config, model_path=f"random:{opts.shape.arch}")
-    requests = _requests(opts)
     tokenized = [Tokenized(*score_spans(tokenizer, r.prompt, r.choices)) for r in requests]
     n_ref = min(len(requests), opts.reference_questions or len(requests))
+    return _Workload(model, engine, device, dtype, budget, requests, tokenized, n_ref)
 
-    load_before = _load_average()
+
+def _timed_rounds(w: _Workload, say: Any) -> tuple[dict[str, RunResult], float]:
+    """Time the approaches round by round, alternating their order.
+
+    On a shared machine another process's load spike then hits all three alike instead
+    of whichever approach happened to run at the time. The peak is re-measured every
+    round and the best value is kept.
+    """
     say("warming up")
     warm = slice(0, WARMUP_QUESTIONS)
-    run_reference(model, tokenized[warm], device)
-    run_naive_batched(model, tokenized[warm], budget, engine.pad_id, device)
-    run_engine(engine, requests[warm], tokenized[warm])
+    run_reference(w.model, w.tokenized[warm], w.device)
+    run_naive_batched(w.model, w.tokenized[warm], w.budget, w.engine.pad_id, w.device)
+    run_engine(w.engine, w.requests[warm], w.tokenized[warm])
     peaks: list[float] = []
     parts: dict[str, list[RunResult]] = {"reference": [], "naive-batched": [], "engine": []}
-    bounds = list(range(0, len(requests), ROUND_QUESTIONS)) + [len(requests)]
+    bounds = list(range(0, len(w.requests), ROUND_QUESTIONS)) + [len(w.requests)]
     for rnd, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
         say(f"round {rnd + 1}/{len(bounds) - 1}: questions {lo}-{hi - 1}")
-        peaks.append(measure_peak_flops(dtype, device))
+        peaks.append(measure_peak_flops(w.dtype, w.device))
         steps = [
-            ("reference", lambda: run_reference(model, tokenized[lo : min(hi, n_ref)], device) if lo < n_ref else None),
-            ("naive-batched", lambda: run_naive_batched(model, tokenized[lo:hi], budget, engine.pad_id, device)),
-            ("engine", lambda: run_engine(engine, requests[lo:hi], tokenized[lo:hi])),
+            ("reference", lambda: run_reference(w.model, w.tokenized[lo : min(hi, w.n_ref)], w.device)),
+            ("naive-batched", lambda: run_naive_batched(w.model, w.tokenized[lo:hi], w.budget, w.engine.pad_id, w.device)),
+            ("engine", lambda: run_engine(w.engine, w.requests[lo:hi], w.tokenized[lo:hi])),
         ]
         for name, step in steps if rnd % 2 == 0 else steps[::-1]:
-            result = step()
-            if result is not None:
-                parts[name].append(result)
-    ref, naive, ours = (merge(parts[k]) for k in ("reference", "naive-batched", "engine"))
-    peak = max(peaks)
+            if name != "reference" or lo < w.n_ref:
+                parts[name].append(step())
+    return {k: merge(v) for k, v in parts.items()}, max(peaks)
 
-    params = count_parameters(model)
-    fm = flop_model_of(model, params["layers"])
+
+def _report(
+    opts: ScoringBenchOptions, w: _Workload, results: dict[str, RunResult], peak: float, load_before: float | None
+) -> ScoringBenchReport:
+    params = count_parameters(w.model)
+    fm = flop_model_of(w.model, params["layers"])
     flops = {
-        "reference": separate_sequence_flops(fm, tokenized[:n_ref]),
-        "naive-batched": separate_sequence_flops(fm, tokenized),
-        "engine": packed_flops(fm, tokenized),
+        "reference": separate_sequence_flops(fm, w.tokenized[: w.n_ref]),
+        "naive-batched": separate_sequence_flops(fm, w.tokenized),
+        "engine": packed_flops(fm, w.tokenized),
     }
-    runs = {r.name: _summarize(r, flops[r.name], peak) for r in (ref, naive, ours)}
-    dtype_name = str(dtype).replace("torch.", "")
+    runs = {name: _summarize(r, flops[name], peak) for name, r in results.items()}
+    dtype_name = str(w.dtype).replace("torch.", "")
+    n = max(1, len(w.tokenized))
     setup = {
         "model_shape": opts.shape.as_dict(),
         "parameters": params["total"],
         "dtype": dtype_name,
-        "device": str(device),
-        "torch_threads": _threads(device),
+        "device": str(w.device),
+        "torch_threads": _threads(w.device),
         "cpu_count": os.cpu_count(),
         "load_average_before": load_before,
         "load_average_after": _load_average(),
-        "max_batch_tokens": budget,
-        "questions": len(requests),
-        "reference_questions": n_ref,
-        "rounds": len(bounds) - 1,
+        "max_batch_tokens": w.budget,
+        "questions": len(w.requests),
+        "reference_questions": w.n_ref,
+        "round_questions": ROUND_QUESTIONS,
         "source": f"{opts.data_dir}/{opts.dataset}" if opts.data_dir else f"synthetic (seed {opts.seed})",
-        "mean_prompt_tokens": sum(len(t.prompt_ids) for t in tokenized) / max(1, len(tokenized)),
-        "mean_choice_tokens": _mean_choice_tokens(tokenized),
-        "mean_choices": sum(len(t.choice_ids) for t in tokenized) / max(1, len(tokenized)),
-        "engine_info": engine.info().extra,
+        "mean_prompt_tokens": sum(len(t.prompt_ids) for t in w.tokenized) / n,
+        "mean_choice_tokens": _mean_choice_tokens(w.tokenized),
+        "mean_choices": sum(len(t.choice_ids) for t in w.tokenized) / n,
+        "engine_info": w.engine.info().extra,
     }
-    exact = _exactness(ref, ours, naive, TOLERANCES.get(dtype_name, TOLERANCES["bfloat16"]))
-    engine.close()
+    tol = TOLERANCES.get(dtype_name, TOLERANCES["bfloat16"])
     return ScoringBenchReport(
         setup=setup,
         runs=runs,
         speedup_vs_reference=runs["engine"]["questions_per_s"] / runs["reference"]["questions_per_s"],
         speedup_vs_naive=runs["engine"]["questions_per_s"] / runs["naive-batched"]["questions_per_s"],
         peak_flops=peak,
-        exactness=exact,
+        exactness=_exactness(results["reference"], results["engine"], results["naive-batched"], tol),
     )
 
 
