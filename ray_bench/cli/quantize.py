@@ -16,7 +16,8 @@ from ray_bench.cli.common import err_console
 
 EPILOG = (
     "Examples:\n\n"
-    "  ray-bench quantize --model tiny=runs/demo/tiny --method rtn --scheme w4a16 --out models/\n\n"
+    "  python -c 'from ray_bench.demo.tiny import build_tiny_model as b; b(\"tiny\")'\n\n"
+    "  ray-bench quantize --model tiny=tiny --method rtn --scheme w4a16 --out models/\n\n"
     "  ray-bench quantize --model Qwen/Qwen2.5-0.5B-Instruct --method gptq --scheme w4a16 "
     "--calibration calib.jsonl --calibration-samples 128 --out models/\n\n"
     "  ray-bench quantize --config jobs/study_models.yaml --dry-run\n\n"
