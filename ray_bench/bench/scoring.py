@@ -48,7 +48,7 @@ class ScoringBenchOptions:
     """
 
     shape: ModelShape = field(default_factory=ModelShape)
-    questions: int = 240
+    questions: int = 180
     dtype: str = "auto"
     device: str = "auto"
     max_batch_tokens: int | None = None

@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, help="Engine benchmarks.")
 SCORING_EPILOG = (
     "Examples:\n\n"
     "  ray-bench bench scoring\n\n"
-    "  ray-bench bench scoring --questions 60 --json bench.json\n\n"
+    "  ray-bench bench scoring --questions 60 --threads 1 --json bench.json\n\n"
     "  ray-bench bench scoring --data data/ --dataset BBQ --questions 120\n\n"
     "  ray-bench bench scoring --device cuda --dtype bfloat16 --preset qwen2.5-7b --questions 2000 "
     "--reference-questions 200"
@@ -31,7 +31,7 @@ _APPROACHES = {
 
 @app.command("scoring", epilog=SCORING_EPILOG)
 def scoring(
-    questions: int = typer.Option(240, "--questions", min=1, help="Closed questions to score."),
+    questions: int = typer.Option(180, "--questions", min=1, help="Closed questions to score."),
     preset: str | None = typer.Option(None, "--preset", help="Model shape preset, e.g. qwen2.5-1.5b, qwen2.5-7b, llama-3.1-8b."),
     arch: str | None = typer.Option(None, "--arch", help="llama or qwen2 (overrides the preset)."),
     hidden: int | None = typer.Option(None, "--hidden", min=8, help="Hidden size [default: 256]."),
@@ -52,6 +52,9 @@ def scoring(
     reference_questions: int | None = typer.Option(
         None, "--reference-questions", min=1, help="Score only this many questions with the slow reference [default: all]."
     ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="torch CPU threads [default: torch's choice, usually one per core]."
+    ),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the results as JSON here."),
 ) -> None:
     """Time choice scoring three ways on one random-weight model and check they agree.
@@ -61,8 +64,13 @@ def scoring(
     model-FLOPs utilization against a matmul peak measured in the same run. The engine's
     log-prob sums must equal the reference's (max |diff| <= 1e-5 in fp32).
     """
+    import torch
+
     from ray_bench.bench.models import resolve_shape
     from ray_bench.bench.scoring import ScoringBenchOptions, run_scoring_benchmark
+
+    if threads is not None:
+        torch.set_num_threads(threads)
 
     if dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise ConfigError(f"--dtype {dtype!r} is not one of auto, float32, bfloat16, float16")
