@@ -258,6 +258,7 @@ class HFEngine:
         dtype = str(next(model.parameters()).dtype).replace("torch.", "") if model is not None else "closed"
         quant = getattr(getattr(model, "config", None), "quantization_config", None)
         quant_method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+        quant_method = getattr(quant_method, "value", quant_method)  # an enum on loaded configs
         return EngineInfo(
             engine="hf",
             model_path=self.model_path,

@@ -10,6 +10,7 @@ never materializes a ``tokens x vocab`` matrix.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,6 +81,7 @@ class PackedScorer:
         self.device = device
         self.pad_id = pad_id
         self.split = split_head(model)
+        self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         impl = getattr(model.config, "_attn_implementation", "sdpa")
         self.bool_mask = impl == "sdpa"
         self.mask_dtype = next(model.parameters()).dtype
@@ -97,10 +99,9 @@ class PackedScorer:
         src, tgt_src, tgt_ids, tgt_choice, offsets = self._targets(batch, length)
         with torch.inference_mode():
             if self.split is not None:
-                decoder, head = self.split
-                hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
-                rows = hidden.last_hidden_state.reshape(-1, hidden.last_hidden_state.shape[-1])[src]
-                token_lp = target_logprobs(head, rows, tgt_src, tgt_ids, self.softmax_dtype)
+                hidden = self._last_hidden_state(ids, mask, positions)
+                rows = hidden.reshape(-1, hidden.shape[-1])[src]
+                token_lp = target_logprobs(self.split[1], rows, tgt_src, tgt_ids, self.softmax_dtype)
             else:
                 logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
                 rows = logits.reshape(-1, logits.shape[-1])[src]
@@ -112,6 +113,26 @@ class PackedScorer:
         return [
             (tuple(flat[offsets[q] : offsets[q + 1]]), pq.num_tokens) for q, pq in enumerate(batch)
         ]
+
+    def _last_hidden_state(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The decoder's output, captured while the *top-level* model runs.
+
+        Calling the decoder directly would skip hooks on the top-level model, such as
+        compressed-tensors' decompress-on-first-forward; the top-level call computes
+        logits for one position only (``logits_to_keep=1``).
+        """
+        captured: list[torch.Tensor] = []
+
+        def grab(_module: Any, _args: Any, output: Any) -> None:
+            captured.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
+
+        handle = self.split[0].register_forward_hook(grab)
+        try:
+            extra = {"logits_to_keep": 1} if self.keeps_logits else {}
+            self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, **extra)
+        finally:
+            handle.remove()
+        return captured[-1]
 
     def _collate(self, batch: Sequence[PackedQuestion]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         length = max(pq.length for pq in batch)

@@ -207,3 +207,17 @@ def test_failing_batch_is_retried_question_by_question(loaded, reference, monkey
         else:
             assert r.error is None
             assert max(abs(a - b) for a, b in zip(r.logprob_sums, reference[q.question_id][0])) < TOL
+
+
+def test_top_level_model_hooks_run(loaded) -> None:
+    """compressed-tensors decompresses weights in a pre-hook on the top-level model."""
+    engine, _, _ = loaded
+    calls: list[int] = []
+    handle = engine.model.register_forward_pre_hook(lambda _m, _a: calls.append(1))
+    try:
+        variant = HFEngine(engine.model, engine.tokenizer, EngineConfig(max_batch_tokens=1), model_path="x")
+        results = variant.score_choices(_questions()[:3])
+    finally:
+        handle.remove()
+    assert all(r.error is None for r in results)
+    assert len(calls) == 3
