@@ -134,6 +134,11 @@ def print_report(result: dict[str, Any]) -> None:
             f"{r['questions_per_s'] / ref_qps:.2f}x",
         )
     out_console.print(table)
+    _print_verdict(result)
+
+
+def _print_verdict(result: dict[str, Any]) -> None:
+    setup = result["setup"]
     load = setup.get("load_average_after")
     if setup["device"] == "cpu" and load is not None and load > 1.25 * (setup.get("cpu_count") or 1):
         err_console.print(

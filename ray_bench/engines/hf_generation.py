@@ -103,23 +103,39 @@ def decode_batch(
                 logits_to_keep=1,
             )
             cache = out.past_key_values
-            last = out.logits[:, -1, :]
-            next_ids = []
-            for row in range(len(prompts)):
-                if done[row]:
-                    next_ids.append(settings.pad_id)
-                    continue
-                token = pick_next(last[row], settings, generators[row])
-                next_ids.append(token)
-                if token in settings.eos_ids:
-                    done[row] = True
-                    continue
-                outputs[row].append(token)
-                done[row] = len(outputs[row]) >= limits[row]
+            next_ids = _advance(out.logits[:, -1, :], outputs, done, limits, settings, generators)
             ids = torch.tensor(next_ids, dtype=torch.long, device=device)[:, None]
             mask = torch.cat([mask, torch.ones_like(ids)], dim=1)
             positions = positions[:, -1:] + 1
     return outputs
+
+
+def _advance(
+    last: torch.Tensor,
+    outputs: list[list[int]],
+    done: list[bool],
+    limits: Sequence[int],
+    settings: DecodeSettings,
+    generators: Sequence[torch.Generator | None],
+) -> list[int]:
+    """Pick each live row's next token, record it, and mark rows that stop; returns the step's ids."""
+    if settings.temperature <= 0:
+        # One argmax and one device->host copy for the whole batch, not one per row.
+        picks = torch.argmax(last.float(), dim=-1).tolist()
+    else:
+        picks = [None if done[row] else pick_next(last[row], settings, generators[row]) for row in range(len(outputs))]
+    next_ids = []
+    for row, token in enumerate(picks):
+        if done[row]:
+            next_ids.append(settings.pad_id)
+            continue
+        next_ids.append(token)
+        if token in settings.eos_ids:
+            done[row] = True
+            continue
+        outputs[row].append(token)
+        done[row] = len(outputs[row]) >= limits[row]
+    return next_ids
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
