@@ -119,7 +119,7 @@ class HFEngine:
         self.tokenizer = tokenizer
         self.config = config
         self.model_path = model_path
-        self.device = next(model.parameters()).device
+        self.device = getattr(model, "device", None) or next(model.parameters()).device
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad) if pad is not None else 0
         text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -255,7 +255,8 @@ class HFEngine:
         import transformers
 
         model = self.model
-        dtype = str(next(model.parameters()).dtype).replace("torch.", "") if model is not None else "closed"
+        # model.dtype is the first *floating* parameter's: packed int weights do not count.
+        dtype = str(getattr(model, "dtype", "")).replace("torch.", "") if model is not None else "closed"
         quant = getattr(getattr(model, "config", None), "quantization_config", None)
         quant_method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
         quant_method = getattr(quant_method, "value", quant_method)  # an enum on loaded configs

@@ -84,7 +84,8 @@ class PackedScorer:
         self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         impl = getattr(model.config, "_attn_implementation", "sdpa")
         self.bool_mask = impl == "sdpa"
-        self.mask_dtype = next(model.parameters()).dtype
+        # model.dtype skips packed integer weights of quantized checkpoints.
+        self.mask_dtype = getattr(model, "dtype", torch.float32)
         if not self.mask_dtype.is_floating_point:
             self.mask_dtype = torch.float32
         # Always fp32: bf16/fp16 logits lose too much in the softmax; fp64 doubles the

@@ -221,3 +221,20 @@ def test_top_level_model_hooks_run(loaded) -> None:
         handle.remove()
     assert all(r.error is None for r in results)
     assert len(calls) == 3
+
+
+def test_eager_attention_and_full_logits_paths_match(loaded, reference) -> None:
+    """The additive float mask (eager) and the no-separable-head fallback give the same sums."""
+    engine, _, _ = loaded
+    eager_model = transformers.AutoModelForCausalLM.from_pretrained(
+        engine.model_path, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    eager = HFEngine(eager_model, engine.tokenizer, EngineConfig(max_batch_tokens=700), model_path="eager")
+    assert not eager.scorer.bool_mask
+    full = HFEngine(engine.model, engine.tokenizer, EngineConfig(max_batch_tokens=700), model_path="full")
+    full.scorer.split = None
+    questions = _questions()
+    for variant in (eager, full):
+        for q, r in zip(questions, variant.score_choices(questions)):
+            assert r.error is None
+            assert max(abs(a - b) for a, b in zip(r.logprob_sums, reference[q.question_id][0])) < TOL
