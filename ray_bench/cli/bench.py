@@ -34,26 +34,26 @@ def scoring(
     questions: int = typer.Option(180, "--questions", min=1, help="Closed questions to score."),
     preset: str | None = typer.Option(None, "--preset", help="Model shape preset, e.g. qwen2.5-1.5b, qwen2.5-7b, llama-3.1-8b."),
     arch: str | None = typer.Option(None, "--arch", help="llama or qwen2 (overrides the preset)."),
-    hidden: int | None = typer.Option(None, "--hidden", min=8, help="Hidden size [default: 256]."),
-    layers: int | None = typer.Option(None, "--layers", min=1, help="Decoder layers [default: 8]."),
-    vocab: int | None = typer.Option(None, "--vocab", min=1, help="Model vocabulary [default: 32000]."),
-    intermediate: int | None = typer.Option(None, "--intermediate", min=1, help="MLP width [default: 1024]."),
-    heads: int | None = typer.Option(None, "--heads", min=1, help="Attention heads [default: 4]."),
-    kv_heads: int | None = typer.Option(None, "--kv-heads", min=1, help="Key/value heads [default: 2]."),
+    hidden: int | None = typer.Option(None, "--hidden", min=8, help="Hidden size (default: the preset's, else 256)."),
+    layers: int | None = typer.Option(None, "--layers", min=1, help="Decoder layers (default: the preset's, else 8)."),
+    vocab: int | None = typer.Option(None, "--vocab", min=1, help="Model vocabulary (default: the preset's, else 32000)."),
+    intermediate: int | None = typer.Option(None, "--intermediate", min=1, help="MLP width (default: the preset's, else 1024)."),
+    heads: int | None = typer.Option(None, "--heads", min=1, help="Attention heads (default: the preset's, else 4)."),
+    kv_heads: int | None = typer.Option(None, "--kv-heads", min=1, help="Key/value heads (default: the preset's, else 2)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16, float16."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     max_batch_tokens: int | None = typer.Option(
-        None, "--max-batch-tokens", min=1, help="Token budget per forward [default: 2048 on CPU, 16384 on CUDA]."
+        None, "--max-batch-tokens", min=1, help="Token budget per forward (default: 2048 on CPU, 16384 on CUDA)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seeds the weights and the synthetic questions."),
     data: Path | None = typer.Option(None, "--data", help="Prepared datasets directory (instead of synthetic questions)."),
     dataset: str | None = typer.Option(None, "--dataset", help="Dataset name inside --data, e.g. BBQ."),
-    tokenizer: Path | None = typer.Option(None, "--tokenizer", help="Local tokenizer directory [default: the demo tokenizer]."),
+    tokenizer: Path | None = typer.Option(None, "--tokenizer", help="Local tokenizer directory (default: the demo tokenizer)."),
     reference_questions: int | None = typer.Option(
-        None, "--reference-questions", min=1, help="Score only this many questions with the slow reference [default: all]."
+        None, "--reference-questions", min=1, help="Score only this many questions with the slow reference (default: all)."
     ),
     threads: int | None = typer.Option(
-        None, "--threads", min=1, help="torch CPU threads [default: torch's choice, usually one per core]."
+        None, "--threads", min=1, help="torch CPU threads (default: torch's choice, usually one per core)."
     ),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the results as JSON here."),
 ) -> None:
