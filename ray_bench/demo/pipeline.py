@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,27 +30,41 @@ def _log(message: str) -> None:
     sys.stderr.write(f"[demo] {message}\n")
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[io.StringIO]:
+    """Hold back library chatter (progress bars, llmcompressor logs) unless something fails."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buf), contextlib.redirect_stdout(buf):
+            yield buf
+    except BaseException:
+        sys.stderr.write(buf.getvalue()[-4000:])
+        raise
+
+
 def make_models(models_dir: Path) -> tuple[Path, Path, str]:
     """The tiny base model and its variant: RTN W4A16 when llmcompressor is installed,
     else a copy with small Gaussian weight noise (clearly labelled)."""
     from ray_bench.demo.tiny import build_tiny_model, perturb_model
+    from ray_bench.quantize import quantize_model
 
     base = models_dir / "base"
-    if not (base / "config.json").exists():
-        build_tiny_model(base, hidden_size=128, intermediate_size=256, num_layers=2, seed=0)
+    rtn = models_dir / "base-rtn-w4a16"
+    with _quiet():
+        if not (base / "config.json").exists():
+            build_tiny_model(base, hidden_size=128, intermediate_size=256, num_layers=2, seed=0)
+    if (rtn / "quantization_card.json").exists():
+        return base, rtn, "rtn-w4a16"
     try:
-        from ray_bench.quantize import quantize_model
-    except ImportError:
-        quantize_model = None
-    if quantize_model is not None:
-        try:
+        with _quiet():
             variant = quantize_model(base, models_dir, method="rtn", scheme="w4a16", name="base")
-            return base, Path(variant), "rtn-w4a16"
-        except Exception as exc:  # noqa: BLE001 - the demo must still run without the extra
-            _log(f"RTN W4A16 quantization unavailable ({type(exc).__name__}: {exc}); using a perturbed copy")
+        return base, Path(variant), "rtn-w4a16"
+    except Exception as exc:  # noqa: BLE001 - the demo must still run without the extra
+        _log(f"RTN W4A16 quantization unavailable ({type(exc).__name__}: {exc}); using a perturbed copy")
     perturbed = models_dir / "base-perturbed"
-    if not (perturbed / "config.json").exists():
-        perturb_model(base, perturbed, scale=0.05, seed=1)
+    with _quiet():
+        if not (perturbed / "config.json").exists():
+            perturb_model(base, perturbed, scale=0.05, seed=1)
     return base, perturbed, "perturbed"
 
 
@@ -69,7 +86,8 @@ def run_demo(out_dir: str | Path, *, fresh: bool = False, progress: bool = True)
     seconds["models"] = time.time() - t0
     t0 = time.time()
     _log("preparing the bundled sample questions")
-    report = prepare("sample", out / "data")
+    report = prepare("sample", out / "data", log=lambda *_: None)
+    _log(f"prepared {sum(d.count for d in report.prepared)} questions in {len(report.prepared)} datasets")
     names = [d.name for d in report.prepared]
     seconds["datasets"] = time.time() - t0
     t0 = time.time()
