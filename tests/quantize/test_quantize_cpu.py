@@ -159,22 +159,15 @@ def test_cpu_pin_memory_patch_is_scoped(llmc, monkeypatch):
 
 
 @pytest.mark.slow
-def test_hf_engine_scores_quantized_checkpoints(llmc, variant, scores, requests_):
-    """The run stage's HF engine must score compressed-tensors checkpoints like transformers does."""
-    import importlib.util
+@pytest.mark.parametrize(("method", "scheme"), PAIRS, ids=[f"{m}-{s}" for m, s in PAIRS])
+def test_hf_engine_scores_quantized_checkpoints(llmc, method, scheme, variant, scores, requests_):
+    """The run stage's HF engine scores every variant like a plain transformers forward does.
 
-    if importlib.util.find_spec("ray_bench.engines.hf") is None:
-        pytest.skip("the HF engine (ray_bench.engines.hf) does not exist yet")
-    for method, scheme in [("gptq", "w4a16"), ("smoothquant-rtn", "w8a8")]:
-        try:
-            via_engine = score_checkpoint(str(variant(method, scheme)), requests_, via="hf")
-        except RuntimeError as exc:
-            if "has no attribute 'weight'" in str(exc) or "same dtype" in str(exc):
-                pytest.xfail(
-                    "HF engine loads compressed-tensors checkpoints still compressed and calls the decoder "
-                    "directly; it needs from_pretrained(..., quantization_config=CompressedTensorsConfig("
-                    f"dequantize=True)): {exc}"
-                )
-            raise
-        cmp = compare_scores(scores(method, scheme), via_engine)
-        assert cmp.max_abs_diff < 5e-3, (method, scheme, cmp)
+    Weight-only schemes match to fp32 noise. W8A8 rounds every activation to int8 per
+    token, so a last-bit difference from another summation order (packed rows vs one
+    sequence) can move a value across a rounding step: allow that, not more.
+    """
+    via_engine = score_checkpoint(str(variant(method, scheme)), requests_, via="hf")
+    cmp = compare_scores(scores(method, scheme), via_engine)
+    tolerance = 1e-2 if scheme == "w8a8" else 1e-4
+    assert cmp.max_abs_diff < tolerance and cmp.agreement == 1.0, (method, scheme, cmp)
