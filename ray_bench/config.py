@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ray_bench.errors import ConfigError
 
@@ -57,6 +57,16 @@ class ModelSpec(_Strict):
             return cls(name=name, path=path)
         except ValidationError as exc:
             raise config_error_from(exc, f"--model {text!r}") from None
+
+
+def _parse_models(value: Any) -> Any:
+    if isinstance(value, list):
+        return [ModelSpec.parse(m) if isinstance(m, str) else m for m in value]
+    return value
+
+
+#: A non-empty list of models given as ``NAME=PATH`` strings or mappings.
+ModelList = Annotated[list[ModelSpec], BeforeValidator(_parse_models), Field(min_length=1)]
 
 
 class EngineConfig(_Strict):
@@ -124,7 +134,7 @@ class RunConfig(_Strict):
         seed: Recorded in the manifest; also the default generation seed.
     """
 
-    models: list[ModelSpec] = Field(min_length=1)
+    models: ModelList
     datasets: list[str] = Field(min_length=1)
     data_dir: Path
     out_dir: Path
@@ -135,13 +145,6 @@ class RunConfig(_Strict):
     bbq_context: Literal["ambig", "disambig", "all"] = "ambig"
     ray_address: str | None = None
     seed: int = 0
-
-    @field_validator("models", mode="before")
-    @classmethod
-    def _parse_models(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return [ModelSpec.parse(m) if isinstance(m, str) else m for m in v]
-        return v
 
     @model_validator(mode="after")
     def _unique_models(self) -> RunConfig:

@@ -18,7 +18,8 @@ from typing import Any
 from ray_bench.config import ModelSpec
 from ray_bench.errors import DependencyError, ModelLoadError, QuantizationError
 from ray_bench.quantize.calibration import CalibrationData, load_calibration
-from ray_bench.quantize.card import CARD_FORMAT_VERSION, package_versions, scheme_details_from_config, write_card
+from ray_bench.provenance import package_versions
+from ray_bench.quantize.card import CARD_FORMAT_VERSION, VERSIONED_PACKAGES, scheme_details_from_config, write_card
 from ray_bench.quantize.config import CalibrationConfig, MethodOptions
 from ray_bench.quantize.methods import ModifierSpec, check_combination
 from ray_bench.quantize.output import check_target, commit, discard, new_partial_dir
@@ -272,7 +273,7 @@ def _card(
         "seed": task.calibration.seed,
         "dtype": task.dtype,
         "device": _device_name(),
-        "versions": package_versions(),
+        "versions": package_versions(VERSIONED_PACKAGES),
         "wall_time_s": round(wall_time_s, 3),
         "oneshot_time_s": round(quant_s, 3),
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

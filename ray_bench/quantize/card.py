@@ -69,19 +69,6 @@ def write_card(model_path: str | Path, card: dict[str, Any]) -> Path:
     return path
 
 
-def package_versions(names: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str, str | None]:
-    """Installed versions of ``names`` (``None`` when a package is absent)."""
-    from importlib import metadata
-
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def scheme_details_from_config(config: dict[str, Any]) -> dict[str, Any]:
     """What the saved ``config.json`` says about the quantization (the authoritative details).
 

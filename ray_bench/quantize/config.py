@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ray_bench.config import ModelSpec
+from ray_bench.config import ModelList
 
 #: The reference study's calibration set and its prompt wrapper (notes 5.2).
 DEFAULT_CALIBRATION_DATASET = "neuralmagic/LLM_compression_calibration"
@@ -173,7 +173,7 @@ class QuantizeJobConfig(_Strict):
         ray_address: Existing Ray cluster; ``None`` starts a local one when needed.
     """
 
-    models: list[ModelSpec] = Field(min_length=1)
+    models: ModelList
     variants: list[Variant] = Field(min_length=1)
     out_dir: Path
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
@@ -184,13 +184,6 @@ class QuantizeJobConfig(_Strict):
     skip_existing: bool = False
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     ray_address: str | None = None
-
-    @field_validator("models", mode="before")
-    @classmethod
-    def _parse_models(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return [ModelSpec.parse(m) if isinstance(m, str) else m for m in v]
-        return v
 
     @field_validator("variants", mode="before")
     @classmethod

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ray_bench.config import RunConfig
 from ray_bench.errors import ConfigError, ResumeMismatchError
 from ray_bench.results import read_fingerprint, shard_path, write_shard
-from ray_bench.runner import provenance
+from ray_bench import provenance
 from ray_bench.runner.manifest import Manifest
 from ray_bench.runner.plan import Shard, plan_run
 from ray_bench.runner.session import actor_options, ray_session, resolve_device

@@ -1,4 +1,7 @@
-"""Provenance recorded with every result set: package versions, git commit, host."""
+"""Provenance recorded with every result set and checkpoint card: versions, git commit, host.
+
+Standard library only, so any stage can import it cheaply.
+"""
 
 from __future__ import annotations
 
