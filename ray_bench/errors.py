@@ -95,6 +95,14 @@ class ModelLoadError(EngineError):
     """A model or tokenizer could not be loaded from its path."""
 
 
+class RequestValidationError(EngineError, ValueError):
+    """One question or conversation cannot be sent to an engine as it is (too long, empty)."""
+
+
+class OutputParseError(EngineError, ValueError):
+    """An engine's raw output does not have the shape its request implies."""
+
+
 class ResultsError(RayBenchError):
     """A results directory is missing, inconsistent or from an incompatible run."""
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ray_bench.engines import vllm_options as vo
 from ray_bench.engines import vllm_requests as vr
 from ray_bench.engines.base import (
     ChoiceScores,
@@ -27,7 +28,7 @@ from ray_bench.engines.base import (
     register_engine,
 )
 from ray_bench.engines.prompts import build_messages, render_prompt, score_spans
-from ray_bench.errors import ConfigError, DependencyError, EngineError, ModelLoadError
+from ray_bench.errors import ConfigError, DependencyError, EngineError, ModelLoadError, OutputParseError, RequestValidationError
 
 if TYPE_CHECKING:
     from ray_bench.config import EngineConfig, ModelSpec
@@ -65,8 +66,8 @@ def create_vllm_engine(model: ModelSpec, config: EngineConfig) -> VllmEngine:
         ModelLoadError: the tokenizer or the model does not load.
         EngineError: ``scoring_method='token_ids'`` without Model Runner V2.
     """
-    options = vr.parse_vllm_options(config.options)
-    dtype = vr.resolve_dtype(config.dtype, options.dtype)
+    options = vo.parse_vllm_options(config.options)
+    dtype = vo.resolve_dtype(config.dtype, options.dtype)
     vr.generation_params(config.max_new_tokens, config.temperature, config.top_p, config.seed)
     if config.device == "cpu":
         raise ConfigError(
@@ -80,7 +81,7 @@ def create_vllm_engine(model: ModelSpec, config: EngineConfig) -> VllmEngine:
     if local.exists():  # vLLM and transformers do not expand "~"
         model = model.model_copy(update={"path": str(local)})
 
-    checkpoint_quant = vr.read_checkpoint_quantization(model.path)
+    checkpoint_quant = vo.read_checkpoint_quantization(model.path)
     tokenizer = _load_tokenizer(model, options.trust_remote_code)
     llm, v2 = _load_llm(vllm, model, options, dtype, config.seed)
     extra = {
@@ -101,10 +102,10 @@ def create_vllm_engine(model: ModelSpec, config: EngineConfig) -> VllmEngine:
     )
 
 
-def _load_llm(vllm: Any, model: ModelSpec, options: vr.VllmOptions, dtype: str, seed: int) -> tuple[Any, bool]:
+def _load_llm(vllm: Any, model: ModelSpec, options: vo.VllmOptions, dtype: str, seed: int) -> tuple[Any, bool]:
     """The ``vllm.LLM`` and whether it runs Model Runner V2 (required by ``token_ids``)."""
     try:
-        llm = vllm.LLM(**vr.llm_kwargs(model.path, model.revision, options, dtype, seed))
+        llm = vllm.LLM(**vo.llm_kwargs(model.path, model.revision, options, dtype, seed))
     except Exception as exc:  # vLLM raises many types (ValueError, RuntimeError, OOM) on load
         raise ModelLoadError(
             f"vLLM could not load {model.path!r}: {exc}",
@@ -160,7 +161,7 @@ class VllmEngine:
         *,
         model: ModelSpec,
         config: EngineConfig,
-        options: vr.VllmOptions,
+        options: vo.VllmOptions,
         make_params: Callable[[dict[str, Any]], Any],
         make_prompt: Callable[[list[int]], Any],
         recoverable: tuple[type[BaseException], ...],
@@ -204,7 +205,7 @@ class VllmEngine:
                 )
                 vr.check_question(prompt_ids, choice_ids, self._max_model_len, self._vocab_size)
                 groups.append(vr.build_question_requests(qi, prompt_ids, choice_ids))
-            except vr.RequestValidationError as exc:
+            except RequestValidationError as exc:
                 errors[qi] = str(exc)
                 groups.append([])
         results: dict[int, dict[int, vr.ChoiceResult]] = {qi: {} for qi in range(len(requests))}
@@ -242,7 +243,7 @@ class VllmEngine:
                 continue
             try:
                 parsed = [vr.parse_choice_output(o, r, method) for r, o in zip(group, outputs)]
-            except vr.OutputParseError as exc:
+            except OutputParseError as exc:
                 errors[qi] = str(exc)
                 continue
             results[qi].update({r.choice: p for r, p in zip(group, parsed) if p is not None})
@@ -268,9 +269,9 @@ class VllmEngine:
             for i, out in zip(ready, outputs):
                 try:
                     if isinstance(out, BaseException):
-                        raise vr.RequestValidationError(f"vLLM refused the conversation: {out}")
+                        raise RequestValidationError(f"vLLM refused the conversation: {out}")
                     ids = vr.generated_token_ids(out[0])
-                except (vr.RequestValidationError, vr.OutputParseError) as exc:
+                except (RequestValidationError, OutputParseError) as exc:
                     errors[i] = f"turn {turn}: {exc}"
                     continue
                 responses[i].append(self._tokenizer.decode(ids, skip_special_tokens=True))
@@ -297,7 +298,7 @@ class VllmEngine:
             ids, _ = render_prompt(self._tokenizer, messages)
             try:
                 vr.check_generation_prompt(len(ids), self._config.max_new_tokens, self._max_model_len)
-            except vr.RequestValidationError as exc:
+            except RequestValidationError as exc:
                 errors[i] = f"turn {turn}: {exc}"
                 continue
             prompts[i] = ids

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from ray_bench.config import EngineConfig, ModelSpec
+from ray_bench.engines import vllm_options as vo
 from ray_bench.engines import vllm_requests as vr
 from ray_bench.engines.base import GenerateRequest, ScoreRequest, create_engine
 from ray_bench.engines.prompts import build_messages, render_prompt, score_spans
@@ -93,7 +94,7 @@ def tokenizer(tmp_path_factory):
 
 
 def make_engine(tokenizer, llm, **config):
-    options = vr.parse_vllm_options(config.pop("options", {}))
+    options = vo.parse_vllm_options(config.pop("options", {}))
     cfg = EngineConfig(name="vllm", **config)
     return VllmEngine(
         llm,

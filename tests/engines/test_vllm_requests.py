@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from ray_bench.engines import vllm_options as vo
 from ray_bench.engines import vllm_requests as vr
-from ray_bench.errors import ConfigError, ModelLoadError
+from ray_bench.errors import ConfigError, ModelLoadError, OutputParseError, RequestValidationError
 
 PROMPT = (1, 5, 9)
 CHOICES = ((20, 21), (30,), (40, 41, 42))
@@ -25,9 +26,9 @@ def _requests():
 
 
 def test_options_defaults_and_llm_kwargs():
-    opts = vr.parse_vllm_options({})
+    opts = vo.parse_vllm_options({})
     assert opts.scoring_method == "token_ids"
-    kwargs = vr.llm_kwargs("/m", None, opts, "bfloat16", 7)
+    kwargs = vo.llm_kwargs("/m", None, opts, "bfloat16", 7)
     assert kwargs == {
         "model": "/m",
         "revision": None,
@@ -42,10 +43,10 @@ def test_options_defaults_and_llm_kwargs():
 
 
 def test_options_set_limits_are_passed():
-    opts = vr.parse_vllm_options(
+    opts = vo.parse_vllm_options(
         {"max_model_len": 4096, "max_num_seqs": 512, "max_num_batched_tokens": 16384, "tensor_parallel_size": 2}
     )
-    kwargs = vr.llm_kwargs("/m", "main", opts, "float16", 0)
+    kwargs = vo.llm_kwargs("/m", "main", opts, "float16", 0)
     assert (kwargs["max_model_len"], kwargs["max_num_seqs"], kwargs["max_num_batched_tokens"]) == (4096, 512, 16384)
     assert kwargs["tensor_parallel_size"] == 2 and kwargs["revision"] == "main"
 
@@ -63,16 +64,16 @@ def test_options_set_limits_are_passed():
 )
 def test_options_reject_unknown_and_invalid(options, key):
     with pytest.raises(ConfigError, match=key):
-        vr.parse_vllm_options(options)
+        vo.parse_vllm_options(options)
 
 
 def test_resolve_dtype():
-    assert vr.resolve_dtype("auto", None) == "bfloat16"
-    assert vr.resolve_dtype("float16", None) == "float16"
-    assert vr.resolve_dtype("auto", "auto") == "auto"
-    assert vr.resolve_dtype("float32", "float32") == "float32"
+    assert vo.resolve_dtype("auto", None) == "bfloat16"
+    assert vo.resolve_dtype("float16", None) == "float16"
+    assert vo.resolve_dtype("auto", "auto") == "auto"
+    assert vo.resolve_dtype("float32", "float32") == "float32"
     with pytest.raises(ConfigError, match="contradicts"):
-        vr.resolve_dtype("float32", "bfloat16")
+        vo.resolve_dtype("float32", "bfloat16")
 
 
 # ---------------------------------------------------------------- request building
@@ -106,15 +107,15 @@ def test_prompt_logprobs_params_leave_cache_reads_to_vllm():
 
 def test_check_question_lengths():
     vr.check_question([1] * 8, [[2, 3]], max_model_len=11)  # 10 tokens + 1 output token fit
-    with pytest.raises(vr.RequestValidationError, match="max_model_len=10"):
+    with pytest.raises(RequestValidationError, match="max_model_len=10"):
         vr.check_question([1] * 8, [[2], [2, 3]], max_model_len=10)
-    with pytest.raises(vr.RequestValidationError, match="choice 1 tokenizes to no tokens"):
+    with pytest.raises(RequestValidationError, match="choice 1 tokenizes to no tokens"):
         vr.check_question([1], [[2], []], max_model_len=10)
-    with pytest.raises(vr.RequestValidationError, match="no tokens"):
+    with pytest.raises(RequestValidationError, match="no tokens"):
         vr.check_question([], [[2]], max_model_len=10)
-    with pytest.raises(vr.RequestValidationError, match="no choices"):
+    with pytest.raises(RequestValidationError, match="no choices"):
         vr.check_question([1], [], max_model_len=10)
-    with pytest.raises(vr.RequestValidationError, match=r"\[99\].*size 50"):
+    with pytest.raises(RequestValidationError, match=r"\[99\].*size 50"):
         vr.check_question([1], [[99]], max_model_len=10, vocab_size=50)
 
 
@@ -161,7 +162,7 @@ def test_token_id_empty_result_needs_resend():
 def test_token_id_malformed_output(scores, ids, match):
     req = _requests()[0]
     out = {"prompt_token_ids": ids or req.token_ids, "prompt_token_id_logprobs": scores}
-    with pytest.raises(vr.OutputParseError, match=match):
+    with pytest.raises(OutputParseError, match=match):
         vr.parse_choice_output(out, req, "token_ids")
 
 
@@ -247,11 +248,11 @@ def test_prompt_logprobs_misaligned_is_an_error():
     flat.append([])
     for pos in range(1, len(req.token_ids)):
         flat.append([(req.token_ids[pos] + 1, -1.0, 2)])
-    with pytest.raises(vr.OutputParseError, match="holds token"):
+    with pytest.raises(OutputParseError, match="holds token"):
         vr.parse_choice_output({"prompt_logprobs": flat}, req, "prompt_logprobs")
     entries = _dict_prompt_logprobs(req.token_ids, False)
     entries[4] = {1234: {"logprob": -1.0}}
-    with pytest.raises(vr.OutputParseError, match="lacks the prompt token"):
+    with pytest.raises(OutputParseError, match="lacks the prompt token"):
         vr.parse_choice_output({"prompt_logprobs": entries}, req, "prompt_logprobs")
 
 
@@ -287,9 +288,9 @@ def test_generation_params_refuse_temperatures_vllm_would_change(temperature):
 
 def test_check_generation_prompt():
     vr.check_generation_prompt(10, 6, 16)
-    with pytest.raises(vr.RequestValidationError, match="max_model_len=16"):
+    with pytest.raises(RequestValidationError, match="max_model_len=16"):
         vr.check_generation_prompt(11, 6, 16)
-    with pytest.raises(vr.RequestValidationError):
+    with pytest.raises(RequestValidationError):
         vr.check_generation_prompt(0, 6, 16)
 
 
@@ -299,7 +300,7 @@ def test_generated_token_ids():
     assert vr.generated_token_ids({"outputs": [{"token_ids": (4, 5, 2), "finish_reason": "stop"}]}) == [4, 5]
     assert vr.generated_token_ids({"outputs": [{"token_ids": [2], "finish_reason": "stop"}]}) == []
     assert vr.generated_token_ids(SimpleNamespace(outputs=[SimpleNamespace(token_ids=[6])])) == [6]
-    with pytest.raises(vr.OutputParseError):
+    with pytest.raises(OutputParseError):
         vr.generated_token_ids({"outputs": []})
 
 
@@ -354,7 +355,7 @@ def test_submit_isolated_propagates_fatal_errors():
 
 
 def test_submit_isolated_output_count_mismatch():
-    with pytest.raises(vr.OutputParseError):
+    with pytest.raises(OutputParseError):
         vr.submit_isolated([["a"]], lambda b: [], (_Refused,))
 
 
@@ -398,13 +399,13 @@ CT_W8A8 = {
     ],
 )
 def test_quantization_from_config(config, expected):
-    info = vr.quantization_from_config(config)
+    info = vo.quantization_from_config(config)
     assert (info.method, info.format, info.scheme) == expected
 
 
 def test_read_checkpoint_quantization(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "quantization_config": CT_W4A16}))
-    info = vr.read_checkpoint_quantization(tmp_path)
+    info = vo.read_checkpoint_quantization(tmp_path)
     assert info.source == str(tmp_path / "config.json")
     assert info.as_extra() == {
         "checkpoint_quant_method": "compressed-tensors",
@@ -415,8 +416,8 @@ def test_read_checkpoint_quantization(tmp_path):
 
 def test_read_checkpoint_quantization_unquantized_hub_id_and_bad_file(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    assert vr.read_checkpoint_quantization(tmp_path).as_extra()["checkpoint_quant_method"] == "none"
-    assert vr.read_checkpoint_quantization("org/some-hub-model") == vr.QuantizationInfo()
+    assert vo.read_checkpoint_quantization(tmp_path).as_extra()["checkpoint_quant_method"] == "none"
+    assert vo.read_checkpoint_quantization("org/some-hub-model") == vo.QuantizationInfo()
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match="config.json"):
-        vr.read_checkpoint_quantization(tmp_path)
+        vo.read_checkpoint_quantization(tmp_path)

@@ -1,0 +1,177 @@
+"""vLLM engine options, ``LLM(...)`` keyword arguments and checkpoint quantization detection.
+
+Pure (vLLM is not imported). Names follow vLLM 0.33.0 (``entrypoints/llm.py``,
+``engine/arg_utils.py``, ``transformers_utils/model_arch_config_convertor.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ray_bench.config import config_error_from
+from ray_bench.errors import ConfigError, ModelLoadError
+
+ScoringMethod = Literal["token_ids", "prompt_logprobs"]
+_DTYPES = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+class VllmOptions(BaseModel):
+    """vLLM engine options, read from ``EngineConfig.options``.
+
+    Attributes:
+        scoring_method: ``token_ids`` (fixed-token prefill scoring, Model Runner V2) or
+            ``prompt_logprobs`` (``prompt_logprobs=0``, works on any runner).
+        max_model_len: Context length; ``None`` uses the model's own.
+        gpu_memory_utilization: Fraction of GPU memory vLLM may take (weights + KV cache).
+        max_num_seqs: Sequences per engine step; ``None`` uses vLLM's GPU-dependent default.
+        max_num_batched_tokens: Tokens per engine step; ``None`` uses vLLM's default.
+        dtype: Overrides ``EngineConfig.dtype`` for vLLM; ``auto`` is vLLM's own rule
+            (config dtype, fp32 mapped to fp16).
+        enable_prefix_caching: Reuse the KV cache of shared prefixes (the k choices).
+        tensor_parallel_size: GPUs per model (tensor parallelism).
+        enforce_eager: Disable CUDA graphs and torch.compile (faster start, slower run).
+        trust_remote_code: Allow model code from the checkpoint (also for the tokenizer).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scoring_method: ScoringMethod = "token_ids"
+    max_model_len: int | None = Field(default=None, gt=1)
+    gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
+    max_num_seqs: int | None = Field(default=None, gt=0)
+    max_num_batched_tokens: int | None = Field(default=None, gt=0)
+    dtype: _DTYPES | None = None
+    enable_prefix_caching: bool = True
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    enforce_eager: bool = False
+    trust_remote_code: bool = False
+
+
+def parse_vllm_options(options: Mapping[str, Any]) -> VllmOptions:
+    """Validate ``EngineConfig.options`` for the vLLM engine.
+
+    Raises:
+        ConfigError: an unknown key or an invalid value (all problems in one message).
+    """
+    try:
+        return VllmOptions.model_validate(dict(options))
+    except ValidationError as exc:
+        raise config_error_from(exc, "vLLM engine options") from None
+
+
+def resolve_dtype(engine_dtype: str, option_dtype: str | None) -> str:
+    """The vLLM ``dtype``: engine ``auto`` is bf16 (vLLM's ``auto`` turns fp32 into fp16).
+
+    Raises:
+        ConfigError: the option contradicts an explicit ``EngineConfig.dtype``.
+    """
+    if option_dtype is None:
+        return "bfloat16" if engine_dtype == "auto" else engine_dtype
+    if engine_dtype != "auto" and option_dtype != engine_dtype:
+        raise ConfigError(
+            f"engine dtype {engine_dtype!r} contradicts vLLM option dtype {option_dtype!r}",
+            hint="Set the dtype in one place only.",
+        )
+    return option_dtype
+
+
+def llm_kwargs(
+    model_path: str, revision: str | None, options: VllmOptions, dtype: str, seed: int
+) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM(...)`` (unset limits are left to vLLM)."""
+    kwargs: dict[str, Any] = {
+        "model": model_path,
+        "revision": revision,
+        "dtype": dtype,
+        "seed": seed,
+        "gpu_memory_utilization": options.gpu_memory_utilization,
+        "tensor_parallel_size": options.tensor_parallel_size,
+        "enable_prefix_caching": options.enable_prefix_caching,
+        "enforce_eager": options.enforce_eager,
+        "trust_remote_code": options.trust_remote_code,
+    }
+    for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens"):
+        value = getattr(options, name)
+        if value is not None:
+            kwargs[name] = value
+    return kwargs
+
+
+@dataclass(frozen=True)
+class QuantizationInfo:
+    """What a checkpoint's ``config.json`` says about its quantization.
+
+    Attributes:
+        method: ``quant_method`` normalized as vLLM does; ``None`` if unquantized.
+        format: The storage format (``pack-quantized``, ``gemm``, ...), if stated.
+        scheme: ``W{bits}A{bits}`` when the bit widths are stated.
+        source: The file read, or ``None``.
+    """
+
+    method: str | None = None
+    format: str | None = None
+    scheme: str | None = None
+    source: str | None = None
+
+    def as_extra(self, prefix: str = "checkpoint_quant") -> dict[str, str]:
+        """String entries for ``EngineInfo.extra`` (``none`` for unset fields)."""
+        return {
+            f"{prefix}_method": self.method or "none",
+            f"{prefix}_format": self.format or "none",
+            f"{prefix}_scheme": self.scheme or "none",
+        }
+
+
+def _ct_scheme(cfg: Mapping[str, Any]) -> str | None:
+    schemes = set()
+    for group in (cfg.get("config_groups") or {}).values():
+        weights, acts = group.get("weights") or {}, group.get("input_activations") or {}
+        if weights.get("num_bits") is not None:
+            kind = "-float" if weights.get("type") == "float" else ""
+            schemes.add(f"W{weights['num_bits']}A{acts.get('num_bits', 16)}{kind}")
+    return "+".join(sorted(schemes)) or None
+
+
+def quantization_from_config(config: Mapping[str, Any], source: str | None = None) -> QuantizationInfo:
+    """Read the quantization of a model from its (parsed) ``config.json``.
+
+    Mirrors vLLM's lookup: ``quantization_config``, else ``compression_config``
+    (compressed-tensors), also inside ``text_config`` for multimodal models.
+    """
+    cfg = config.get("quantization_config") or config.get("compression_config")
+    if cfg is None and isinstance(config.get("text_config"), Mapping):
+        return quantization_from_config(config["text_config"], source)
+    if not isinstance(cfg, Mapping):
+        return QuantizationInfo(source=source)
+    method = str(cfg.get("quant_method") or "").lower().replace("compressed_tensors", "compressed-tensors")
+    fmt = cfg.get("format") or cfg.get("checkpoint_format") or cfg.get("version")
+    if method == "compressed-tensors":
+        scheme = _ct_scheme(cfg)
+    else:
+        bits = cfg.get("bits", cfg.get("w_bit"))
+        scheme = f"W{bits}A16" if bits is not None else None
+    return QuantizationInfo(method or None, str(fmt) if fmt is not None else None, scheme, source)
+
+
+def read_checkpoint_quantization(model_path: str | Path) -> QuantizationInfo:
+    """:func:`quantization_from_config` of a local checkpoint (empty for a hub id).
+
+    Raises:
+        ModelLoadError: its ``config.json`` is not a JSON object.
+    """
+    path = Path(model_path) / "config.json"
+    if not path.is_file():
+        return QuantizationInfo()
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}", hint="Check the checkpoint directory.") from None
+    if not isinstance(config, Mapping):
+        raise ModelLoadError(f"{path} does not hold a JSON object", hint="Check the checkpoint directory.")
+    return quantization_from_config(config, source=str(path))
