@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ray_bench.engines.base import ScoreRequest
-from ray_bench.engines.batching import pack_question, plan_batches
+from ray_bench.engines.batching import plan_batches
+from ray_bench.engines.packing import pack_question
 
 
 @dataclass(frozen=True)

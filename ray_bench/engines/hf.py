@@ -1,14 +1,19 @@
 """The Hugging Face ``transformers`` engine (registered as ``hf``), CPU or GPU.
 
-Scoring runs each prompt once: prompt and choices are packed into one row with a block
-attention mask and per-choice position ids (:mod:`ray_bench.engines.hf_scoring`), rows
+Scoring computes every shared token once: questions whose prompts share a prefix are
+packed into one row as a prefix tree (shared prefix, the rest of each prompt, each
+choice) with a tree attention mask and naive position ids (:mod:`ray_bench.engines.packing`,
+:mod:`ray_bench.engines.hf_scoring`), so every choice is scored exactly as alone. Rows
 are batched by ``EngineConfig.max_batch_tokens`` with length bucketing, and the LM head
 runs only where a choice token is predicted. Token ids follow
 :mod:`ray_bench.engines.prompts` exactly. Generation is greedy by default, or sampled
 with a per-question seed (:mod:`ray_bench.engines.hf_generation`).
 
 Engine-specific ``EngineConfig.options``: ``attn_implementation`` (default ``sdpa``;
-scoring needs ``sdpa`` or ``eager``), ``trust_remote_code`` (default ``False``).
+scoring needs ``sdpa`` or ``eager``), ``trust_remote_code`` (default ``False``),
+``share_prefixes`` (default ``True``; ``False`` packs each question alone),
+``min_shared_tokens`` (default 16) and ``max_row_tokens`` (default ``min(2048,
+max_batch_tokens)``), see :class:`ray_bench.engines.hf_scoring.SharingOptions`.
 """
 
 from __future__ import annotations
@@ -29,13 +34,17 @@ from ray_bench.engines.base import (
     ScoreRequest,
     register_engine,
 )
-from ray_bench.engines.batching import PackedQuestion, max_position_needed, pack_question, plan_batches
+from ray_bench.engines.batching import group_questions, max_position_needed, plan_batches
 from ray_bench.engines.hf_generation import DecodeSettings, decode_batch, row_seed, stop_token_ids
-from ray_bench.engines.hf_scoring import PackedScorer
+from ray_bench.engines.hf_scoring import PackedScorer, sharing_options
+from ray_bench.engines.packing import PackedRow, pack_group, pack_question, validate_question
 from ray_bench.engines.prompts import build_messages, render_prompt, score_spans
 from ray_bench.errors import ConfigError, EngineError, ModelLoadError
 
 _ATTN_FOR_SCORING = ("sdpa", "eager")
+
+#: A question's prompt ids and, per choice, the ids scored after them.
+_Spans = tuple[list[int], list[list[int]]]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -125,40 +134,83 @@ class HFEngine:
         text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.max_positions: int | None = getattr(text_config, "max_position_embeddings", None)
         self.scorer = PackedScorer(model, self.device, self.pad_id)
+        self.sharing = sharing_options(config.options, config.max_batch_tokens)
 
     # ----------------------------------------------------------------- scoring
     def score_choices(self, requests: Sequence[ScoreRequest]) -> list[ChoiceScores]:
-        """Score every choice of every request, prompt computed once per question; request order."""
+        """Score every choice of every request, shared prompt tokens computed once; request order."""
         self._require_open()
         results: list[ChoiceScores | None] = [None] * len(requests)
-        packed: dict[int, PackedQuestion] = {}
+        spans: dict[int, _Spans] = {}
         for i, req in enumerate(requests):
             try:
-                packed[i] = self._pack(req)
+                spans[i] = self._spans(req)
             except Exception as exc:
                 results[i] = ChoiceScores(req.question_id, error=_describe(exc))
-        todo = list(packed)
-        for batch in plan_batches([packed[i].length for i in todo], self.config.max_batch_tokens):
-            members = [todo[j] for j in batch]
-            self._run_with_retry(
-                members,
-                lambda ms: self.scorer.score([packed[m] for m in ms]),
-                lambda m, out: ChoiceScores(requests[m].question_id, logprob_sums=out[0], num_tokens=out[1]),
-                lambda m, err: ChoiceScores(requests[m].question_id, error=err),
-                results,
-            )
+        groups = self._groups(spans)
+        rows = [pack_group([spans[m][0] for m in g], [spans[m][1] for m in g]) for g in groups]
+        for batch in plan_batches([row.length for row in rows], self.config.max_batch_tokens):
+            self._score_rows([rows[b] for b in batch], [groups[b] for b in batch], spans, requests, results)
         return [r for r in results if r is not None]  # every slot is filled above
 
-    def _pack(self, req: ScoreRequest) -> PackedQuestion:
+    def _spans(self, req: ScoreRequest) -> _Spans:
+        """The question's prompt and choice ids, checked to be scorable by this model."""
         prompt_ids, choice_ids = score_spans(self.tokenizer, req.prompt, req.choices, self.config.system_prompt)
-        packed = pack_question(prompt_ids, choice_ids)
+        validate_question(prompt_ids, choice_ids)
         needed = max_position_needed(len(prompt_ids), [len(c) for c in choice_ids])
         if self.max_positions is not None and needed > self.max_positions:
             raise ValueError(
                 f"prompt+choice needs {needed} tokens but the model allows {self.max_positions} "
                 f"(prompt {len(prompt_ids)} tokens, longest choice {needed - len(prompt_ids)})"
             )
-        return packed
+        return prompt_ids, choice_ids
+
+    def _pack(self, req: ScoreRequest) -> PackedRow:
+        """The question packed alone (its row when nothing is shared with other questions)."""
+        return pack_question(*self._spans(req))
+
+    def _groups(self, spans: dict[int, _Spans]) -> list[list[int]]:
+        """Questions (request indices) that share one row."""
+        todo = list(spans)
+        if not self.sharing.share_prefixes:
+            return [[i] for i in todo]
+        grouped = group_questions(
+            [spans[i][0] for i in todo],
+            [sum(len(c) for c in spans[i][1]) for i in todo],
+            min_shared_tokens=self.sharing.min_shared_tokens,
+            max_row_tokens=self.sharing.max_row_tokens,
+        )
+        return [[todo[j] for j in g] for g in grouped]
+
+    def _score_rows(
+        self,
+        rows: list[PackedRow],
+        groups: list[list[int]],
+        spans: dict[int, _Spans],
+        requests: Sequence[ScoreRequest],
+        results: list[ChoiceScores | None],
+    ) -> None:
+        """Score a batch of rows; if it raises, retry row by row, then a group question by question.
+
+        So one bad question fails alone, neither its batch nor the questions sharing its row.
+        """
+        try:
+            outs = self.scorer.score(rows)
+        except Exception as exc:
+            self._free_cache()
+            if len(rows) > 1:
+                for row, group in zip(rows, groups):
+                    self._score_rows([row], [group], spans, requests, results)
+            elif len(groups[0]) > 1:
+                for m in groups[0]:
+                    self._score_rows([pack_question(*spans[m])], [[m]], spans, requests, results)
+            else:
+                m = groups[0][0]
+                results[m] = ChoiceScores(requests[m].question_id, error=_describe(exc))
+            return
+        for row_out, group in zip(outs, groups):
+            for m, (sums, counts) in zip(group, row_out):
+                results[m] = ChoiceScores(requests[m].question_id, logprob_sums=sums, num_tokens=counts)
 
     def _run_with_retry(
         self,
@@ -269,7 +321,7 @@ class HFEngine:
                 "torch": torch.__version__,
                 "attn_implementation": str(getattr(getattr(model, "config", None), "_attn_implementation", "")),
                 "quantization": str(quant_method or "none"),
-                "scoring": "packed prompt-once (block mask)",
+                **self.sharing.describe(),
             },
         )
 

@@ -1,22 +1,24 @@
-"""Prompt-once choice scoring with a Hugging Face causal LM (torch side of the packing).
+"""Exact choice scoring of packed rows with a Hugging Face causal LM (the torch side).
 
-Each question is one packed row (see :mod:`ray_bench.engines.batching`): the prompt is
-run once and every choice continues from it through a block attention mask and
-per-choice position ids, so a forward costs ``P + sum(Ci)`` tokens instead of
-``k * P + sum(Ci)``. The LM head runs only on the hidden states that predict choice
-tokens (``1 + sum(Ci - 1)`` rows per question), in chunks so that a large vocabulary
-never materializes a ``tokens x vocab`` matrix.
+A row is a prefix tree of one or more questions (see :mod:`ray_bench.engines.packing`):
+every prompt prefix shared within the row, and every question's prompt, is run once, and
+each choice continues from it through a tree attention mask and naive position ids, so
+each choice token is scored exactly as in its own ``prompt + choice`` sequence. The LM
+head runs only on the hidden states that predict choice tokens, in chunks so that a
+large vocabulary never materializes a ``tokens x vocab`` matrix.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ray_bench.engines.batching import PAD_SEGMENT, PackedQuestion
+from ray_bench.engines.packing import PackedRow
+from ray_bench.errors import ConfigError
 
 #: Config attributes that post-process logits inside ``forward``; with any of them set,
 #: the head cannot be applied on its own and the full model forward is used instead.
@@ -25,28 +27,89 @@ _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scali
 #: Largest ``rows x vocab`` upcast logits chunk materialized at once, in bytes.
 _LOGIT_CHUNK_BYTES = 1 << 28
 
+#: One question's result: per-choice log-prob sums and per-choice token counts.
+QuestionScore = tuple[tuple[float, ...], tuple[int, ...]]
 
-def block_mask(segments: torch.Tensor, *, as_bool: bool, dtype: torch.dtype) -> torch.Tensor:
-    """The ``[B, 1, L, L]`` attention mask of packed rows with ``segments`` ``[B, L]``.
 
-    Query ``q`` sees key ``k <= q`` when ``k`` is a prompt token (segment 0) or shares
-    ``q``'s segment. Padding sees only padding, so no row of the mask is empty (an
-    all-masked row would give NaN that leaks through ``0 * NaN`` in the next layer).
+#: Default of ``min_shared_tokens``: a shared prefix shorter than this is not worth
+#: longer rows (chat templates alone share a few tokens between any two prompts).
+DEFAULT_MIN_SHARED_TOKENS = 16
+#: Default cap of a prefix-shared row: attention over a row grows with its square.
+DEFAULT_MAX_ROW_TOKENS = 2048
+
+
+@dataclass(frozen=True)
+class SharingOptions:
+    """How questions are grouped into rows (``EngineConfig.options`` of the hf engine).
+
+    Attributes:
+        share_prefixes: Pack questions whose prompts share a prefix into one row, so the
+            prefix is computed once; ``False`` packs each question on its own.
+        min_shared_tokens: Fewest prompt tokens a group of questions must share.
+        max_row_tokens: Longest row a group may pack into.
+    """
+
+    share_prefixes: bool = True
+    min_shared_tokens: int = DEFAULT_MIN_SHARED_TOKENS
+    max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS
+
+    def describe(self) -> dict[str, str]:
+        """For the run manifest (``EngineInfo.extra``)."""
+        if not self.share_prefixes:
+            return {"scoring": "packed prompt-once per question (tree mask)", "share_prefixes": "false"}
+        return {
+            "scoring": "packed prefix tree across questions (tree mask)",
+            "share_prefixes": "true",
+            "min_shared_tokens": str(self.min_shared_tokens),
+            "max_row_tokens": str(self.max_row_tokens),
+        }
+
+
+def sharing_options(options: Mapping[str, Any], max_batch_tokens: int) -> SharingOptions:
+    """Read :class:`SharingOptions` from ``EngineConfig.options`` (other keys are ignored).
+
+    ``max_row_tokens`` defaults to the smaller of :data:`DEFAULT_MAX_ROW_TOKENS` and the
+    batch budget, so one row always fits a batch.
+
+    Raises:
+        ConfigError: a value has the wrong type or range.
+    """
+    share = options.get("share_prefixes", True)
+    if not isinstance(share, bool):
+        raise ConfigError(f"hf option share_prefixes must be true or false, got {share!r}")
+    limits = {
+        "min_shared_tokens": options.get("min_shared_tokens", DEFAULT_MIN_SHARED_TOKENS),
+        "max_row_tokens": options.get("max_row_tokens", min(DEFAULT_MAX_ROW_TOKENS, max_batch_tokens)),
+    }
+    for key, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"hf option {key} must be a positive integer, got {value!r}")
+    return SharingOptions(share, **limits)
+
+
+def tree_mask(visible_until: torch.Tensor, *, as_bool: bool, dtype: torch.dtype) -> torch.Tensor:
+    """The ``[B, 1, L, L]`` attention mask of packed rows with ``visible_until`` ``[B, L]``.
+
+    Query ``q`` sees key ``k`` when ``k <= q < visible_until[k]``: rows lay out their
+    prefix tree in pre-order, so ``q`` is inside ``k``'s node's subtree exactly when
+    ``k``'s node is an ancestor of (or is) ``q``'s node. Padding keys carry ``L``, so
+    padding sees itself and no row of the mask is empty (an all-masked row would give
+    NaN that leaks through ``0 * NaN`` in the next layer), while real tokens end before
+    the padding and are never seen by it.
 
     Args:
+        visible_until: Per token, the end of its node's subtree (``L`` for padding).
         as_bool: ``True`` for sdpa (``True`` = attend), else an additive float mask.
         dtype: Float dtype of the additive mask.
     """
-    length = segments.shape[1]
-    idx = torch.arange(length, device=segments.device)
+    length = visible_until.shape[1]
+    idx = torch.arange(length, device=visible_until.device)
     causal = idx[None, :] <= idx[:, None]
-    seg_q = segments[:, :, None]
-    seg_k = segments[:, None, :]
-    allowed = (seg_k == seg_q) | ((seg_k == 0) & (seg_q != PAD_SEGMENT))
-    allowed = (allowed & causal)[:, None, :, :]
+    inside = idx[None, :, None] < visible_until[:, None, :]
+    allowed = (inside & causal)[:, None, :, :]
     if as_bool:
         return allowed
-    additive = torch.zeros(allowed.shape, dtype=dtype, device=segments.device)
+    additive = torch.zeros(allowed.shape, dtype=dtype, device=visible_until.device)
     return additive.masked_fill_(~allowed, torch.finfo(dtype).min)
 
 
@@ -68,7 +131,7 @@ def split_head(model: Any) -> tuple[Any, Any] | None:
 
 
 class PackedScorer:
-    """Scores packed questions with one forward per batch.
+    """Scores packed rows (one or more questions each) with one forward per batch.
 
     Args:
         model: A loaded ``*ForCausalLM`` in eval mode.
@@ -92,11 +155,11 @@ class PackedScorer:
         # cost of this memory-bound step on CPU and gains little over the fp32 reference.
         self.softmax_dtype = torch.float32
 
-    def score(self, batch: Sequence[PackedQuestion]) -> list[tuple[tuple[float, ...], tuple[int, ...]]]:
-        """Per question ``(logprob_sums, num_tokens)``, in the order of ``batch``."""
-        ids, positions, segments = self._collate(batch)
+    def score(self, batch: Sequence[PackedRow]) -> list[list[QuestionScore]]:
+        """Per row, per question of the row: ``(logprob_sums, num_tokens)``, in ``batch`` order."""
+        ids, positions, visible_until = self._collate(batch)
         length = ids.shape[1]
-        mask = block_mask(segments, as_bool=self.bool_mask, dtype=self.mask_dtype)
+        mask = tree_mask(visible_until, as_bool=self.bool_mask, dtype=self.mask_dtype)
         src, tgt_src, tgt_ids, tgt_choice, offsets = self._targets(batch, length)
         with torch.inference_mode():
             if self.split is not None:
@@ -107,13 +170,9 @@ class PackedScorer:
                 logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
                 rows = logits.reshape(-1, logits.shape[-1])[src]
                 token_lp = target_logprobs(None, rows, tgt_src, tgt_ids, self.softmax_dtype)
-            n_choices = offsets[-1]
-            sums = torch.zeros(n_choices, dtype=torch.float64, device=token_lp.device)
+            sums = torch.zeros(offsets[-1], dtype=torch.float64, device=token_lp.device)
             sums.index_add_(0, tgt_choice, token_lp.double())
-        flat = sums.cpu().tolist()
-        return [
-            (tuple(flat[offsets[q] : offsets[q + 1]]), pq.num_tokens) for q, pq in enumerate(batch)
-        ]
+        return split_by_question(batch, sums.cpu().tolist(), offsets)
 
     def _last_hidden_state(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """The decoder's output, captured while the *top-level* model runs.
@@ -135,20 +194,21 @@ class PackedScorer:
             handle.remove()
         return captured[-1]
 
-    def _collate(self, batch: Sequence[PackedQuestion]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        length = max(pq.length for pq in batch)
+    def _collate(self, batch: Sequence[PackedRow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        length = max(row.length for row in batch)
         ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
         positions = torch.zeros((len(batch), length), dtype=torch.long)
-        segments = torch.full((len(batch), length), PAD_SEGMENT, dtype=torch.long)
-        for row, pq in enumerate(batch):
-            n = pq.length
-            ids[row, :n] = torch.tensor(pq.input_ids)
-            positions[row, :n] = torch.tensor(pq.position_ids)
-            segments[row, :n] = torch.tensor(pq.segment_ids)
-        return ids.to(self.device), positions.to(self.device), segments.to(self.device)
+        # Padding "ends its subtree" at the row end: it sees only padding (see tree_mask).
+        visible_until = torch.full((len(batch), length), length, dtype=torch.long)
+        for r, row in enumerate(batch):
+            n = row.length
+            ids[r, :n] = torch.tensor(row.input_ids)
+            positions[r, :n] = torch.tensor(row.position_ids)
+            visible_until[r, :n] = torch.tensor(row.visible_until)
+        return ids.to(self.device), positions.to(self.device), visible_until.to(self.device)
 
     def _targets(
-        self, batch: Sequence[PackedQuestion], length: int
+        self, batch: Sequence[PackedRow], length: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
         """Flat source rows, and per target: source row, token id, global choice index."""
         src: list[int] = []
@@ -156,18 +216,32 @@ class PackedScorer:
         tgt_ids: list[int] = []
         tgt_choice: list[int] = []
         offsets = [0]
-        for row, pq in enumerate(batch):
+        for r, row in enumerate(batch):
             base_src, base_choice = len(src), offsets[-1]
-            src.extend(row * length + p for p in pq.source_positions)
-            tgt_src.extend(base_src + s for s in pq.target_source)
-            tgt_ids.extend(pq.target_ids)
-            tgt_choice.extend(base_choice + c for c in pq.target_choice)
-            offsets.append(base_choice + len(pq.num_tokens))
+            src.extend(r * length + p for p in row.source_positions)
+            tgt_src.extend(base_src + s for s in row.target_source)
+            tgt_ids.extend(row.target_ids)
+            tgt_choice.extend(base_choice + c for c in row.target_choice)
+            offsets.append(base_choice + len(row.num_tokens))
 
         def as_tensor(values: list[int]) -> torch.Tensor:
             return torch.tensor(values, dtype=torch.long, device=self.device)
 
         return as_tensor(src), as_tensor(tgt_src), as_tensor(tgt_ids), as_tensor(tgt_choice), offsets
+
+
+def split_by_question(batch: Sequence[PackedRow], sums: list[float], offsets: list[int]) -> list[list[QuestionScore]]:
+    """Cut the flat per-choice sums of a batch into rows, then into each row's questions."""
+    out: list[list[QuestionScore]] = []
+    for r, row in enumerate(batch):
+        questions: list[QuestionScore] = []
+        local = 0  # first choice of the question within the row
+        for k in row.choices_per_question:
+            first = offsets[r] + local
+            questions.append((tuple(sums[first : first + k]), row.num_tokens[local : local + k]))
+            local += k
+        out.append(questions)
+    return out
 
 
 def target_logprobs(

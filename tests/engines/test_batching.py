@@ -1,4 +1,4 @@
-"""Packing and batching helpers of prompt-once scoring."""
+"""Packing one question, grouping questions into rows and rows into batches."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from ray_bench.engines.batching import PAD_SEGMENT, attends, max_position_needed, pack_question, plan_batches
+from ray_bench.engines.batching import group_questions, max_position_needed, plan_batches
+from ray_bench.engines.packing import common_prefix_length, pack_group, pack_question
 
 
 def test_pack_question_layout() -> None:
@@ -75,28 +76,50 @@ def test_plan_batches_oversized_row_gets_its_own_batch() -> None:
         plan_batches([1], 0)
 
 
-def test_attends_rule() -> None:
-    prompt, choice1, choice2 = 0, 1, 2
-    assert attends(choice1, prompt, 5, 2)
-    assert attends(choice1, choice1, 5, 4)
-    assert not attends(choice2, choice1, 6, 4)
-    assert not attends(choice1, prompt, 2, 5)  # never the future
-    assert not attends(choice1, PAD_SEGMENT, 5, 4)
-    assert not attends(PAD_SEGMENT, prompt, 9, 0)
-    assert attends(PAD_SEGMENT, PAD_SEGMENT, 9, 9)
+# The mask rule and its tensor form are tested on trees in test_packing.py
+# (test_attends_rule, test_tree_mask_tensor_matches_rule).
 
 
-def test_block_mask_tensor_matches_rule() -> None:
-    torch = pytest.importorskip("torch")
-    from ray_bench.engines.hf_scoring import block_mask
+def _row_length(prompts: list[list[int]], choice_tokens: list[int], group: list[int]) -> int:
+    return pack_group([prompts[i] for i in group], [[[0] * choice_tokens[i]] for i in group]).length
 
-    segments = [[0, 0, 1, 1, 2, 3, 3, PAD_SEGMENT], [0, 1, 2, PAD_SEGMENT, PAD_SEGMENT, PAD_SEGMENT, PAD_SEGMENT, PAD_SEGMENT]]
-    mask = block_mask(torch.tensor(segments), as_bool=True, dtype=torch.float32)
-    assert mask.shape == (2, 1, 8, 8) and mask.dtype == torch.bool
-    for b, seg in enumerate(segments):
-        for q in range(8):
-            for k in range(8):
-                assert bool(mask[b, 0, q, k]) == attends(seg[q], seg[k], q, k)
-        assert mask[b, 0].any(dim=-1).all()  # no empty row, so no NaN from padding
-    additive = block_mask(torch.tensor(segments), as_bool=False, dtype=torch.float32)
-    assert torch.equal(additive == 0, mask)
+
+def test_group_questions_shares_long_prefixes_only() -> None:
+    system = list(range(100, 120))  # a 20-token header every prompt starts with
+    prompts = [system + [1, 2, 3], [7, 8], system + [1, 2], system + [5], [7, 9], system + [1, 2, 3]]
+    groups = group_questions(prompts, [3] * 6, min_shared_tokens=16, max_row_tokens=1000)
+    # Sorted by prompt ids; [7, 8] and [7, 9] share 1 token only, below the minimum.
+    assert groups == [[1], [4], [2, 0, 5, 3]]
+    assert group_questions(prompts, [3] * 6, min_shared_tokens=21, max_row_tokens=1000) == [
+        [1], [4], [2, 0, 5], [3]
+    ]
+
+
+def test_group_questions_row_length_prediction_is_exact_and_within_budget() -> None:
+    rng = random.Random(7)
+    stems = [[rng.randrange(50) for _ in range(rng.randint(16, 40))] for _ in range(4)]
+    prompts = [rng.choice(stems) + [rng.randrange(3) for _ in range(rng.randint(0, 30))] for _ in range(200)]
+    choice_tokens = [rng.randint(1, 20) for _ in prompts]
+    for budget in (60, 300, 5000):
+        groups = group_questions(prompts, choice_tokens, min_shared_tokens=16, max_row_tokens=budget)
+        assert sorted(i for g in groups for i in g) == list(range(200))
+        for g in groups:
+            length = _row_length(prompts, choice_tokens, g)
+            alone = len(prompts[g[0]]) + choice_tokens[g[0]]
+            assert length <= budget or (len(g) == 1 and length == alone)
+            shared = min(common_prefix_length(prompts[g[0]], prompts[i]) for i in g)
+            assert len(g) == 1 or shared >= 16
+        # Sorting by prompt ids, then greedy: groups are consecutive in sorted order.
+        order = sorted(range(200), key=lambda i: (tuple(prompts[i]), i))
+        assert [i for g in groups for i in g] == order
+    assert len(group_questions(prompts, choice_tokens, min_shared_tokens=16, max_row_tokens=5000)) <= 4
+
+
+def test_group_questions_edge_cases() -> None:
+    assert group_questions([], [], min_shared_tokens=1, max_row_tokens=10) == []
+    assert group_questions([[1] * 50], [2], min_shared_tokens=1, max_row_tokens=10) == [[0]]
+    # Identical prompts cost only their choices once the first is in.
+    assert group_questions([[1] * 8] * 3, [2] * 3, min_shared_tokens=8, max_row_tokens=14) == [[0, 1, 2]]
+    assert group_questions([[1] * 8] * 3, [2] * 3, min_shared_tokens=8, max_row_tokens=13) == [[0, 1], [2]]
+    with pytest.raises(ValueError):
+        group_questions([[1]], [1], min_shared_tokens=0, max_row_tokens=10)

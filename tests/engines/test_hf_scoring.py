@@ -238,3 +238,178 @@ def test_eager_attention_and_full_logits_paths_match(loaded, reference) -> None:
         for q, r in zip(questions, variant.score_choices(questions)):
             assert r.error is None
             assert max(abs(a - b) for a, b in zip(r.logprob_sums, reference[q.question_id][0])) < TOL
+
+
+# --------------------------------------------------------------- cross-question prefix sharing
+_INSTRUCTION = (
+    "Read the context and answer the question with one of the options. The people who said "
+    "the old man was likely to pay the loan because the church said so were asked"
+)
+
+
+def _shared_questions(seed: int = 1) -> list[ScoreRequest]:
+    """Questions that share prefixes of many lengths, and some that share nothing."""
+    rng = random.Random(seed)
+
+    def words(lo: int, hi: int) -> str:
+        return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(lo, hi)))
+
+    contexts = [words(10, 40) for _ in range(4)]
+    out = []
+    for i in range(14):
+        context = contexts[i % 4]
+        prompt = f"{_INSTRUCTION}\n{context}\nQuestion: {words(2, 8)}?" if i % 3 else f"{_INSTRUCTION}\n{context}"
+        out.append(ScoreRequest(f"shared-{i}", prompt, tuple(words(1, 8) for _ in range(2 + i % 3))))
+    same = out[1].prompt
+    out.append(ScoreRequest("same-prompt-other-choices", same, ("cannot be determined", "the nurse")))
+    out.append(ScoreRequest("same-prompt-same-choices", same, out[1].choices))
+    out.append(ScoreRequest("unshared", words(30, 60), ("yes", "no", "maybe")))
+    out.append(ScoreRequest("short-unshared", "Why?", ("because", "no reason")))
+    return out
+
+
+def _chat_ids_with_system(tokenizer, prompt: str, system: str | None) -> list[int]:
+    messages = [{"role": "system", "content": system}] if system else []
+    encoded = tokenizer.apply_chat_template(
+        messages + [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True
+    )
+    return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+
+
+@pytest.fixture(scope="module", params=[None, "You are a careful assistant who answers briefly."])
+def shared_reference(request, loaded):
+    """(system prompt, naive sums and counts per question of :func:`_shared_questions`)."""
+    _, model, tokenizer = loaded
+    ref = {}
+    for q in _shared_questions():
+        prompt_ids = _chat_ids_with_system(tokenizer, q.prompt, request.param)
+        choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in q.choices]
+        ref[q.question_id] = (_naive_scores(model, prompt_ids, choice_ids), [len(c) for c in choice_ids])
+    return request.param, ref
+
+
+def _engine(loaded, system: str | None = None, **options) -> HFEngine:
+    engine = loaded[0]
+    budget = options.pop("max_batch_tokens", 8192)
+    config = EngineConfig(max_batch_tokens=budget, system_prompt=system, options=options)
+    return HFEngine(engine.model, engine.tokenizer, config, model_path="shared")
+
+
+def _assert_exact(results, questions, ref) -> float:
+    assert [r.question_id for r in results] == [q.question_id for q in questions]
+    worst = 0.0
+    for q, r in zip(questions, results):
+        assert r.error is None, r.error
+        sums, counts = ref[q.question_id]
+        assert list(r.num_tokens) == counts
+        worst = max(worst, *(abs(a - b) for a, b in zip(r.logprob_sums, sums)))
+    assert worst < TOL, f"max |diff| {worst:.2e}"
+    return worst
+
+
+@pytest.mark.parametrize("budget", [1, 300, 8192])
+@pytest.mark.parametrize("share", [True, False])
+def test_prefix_sharing_is_exact(loaded, shared_reference, budget: int, share: bool) -> None:
+    system, ref = shared_reference
+    variant = _engine(loaded, system, max_batch_tokens=budget, share_prefixes=share)
+    questions = _shared_questions()
+    seen, handle = _forward_batches(variant)
+    try:
+        results = variant.score_choices(questions)
+    finally:
+        handle.remove()
+    _assert_exact(results, questions, ref)
+    rows = sum(int(b.shape[0]) for b in seen)
+    if share and budget > 1:
+        assert rows < len(questions) / 2  # questions really share rows
+        assert variant.info().extra["share_prefixes"] == "true"
+    else:
+        assert rows == len(questions)
+    if not share:
+        assert variant.info().extra["share_prefixes"] == "false"
+
+
+def test_prefix_sharing_single_question_and_shuffled_order(loaded, shared_reference) -> None:
+    system, ref = shared_reference
+    variant = _engine(loaded, system)
+    questions = _shared_questions()
+    _assert_exact(variant.score_choices(questions[3:4]), questions[3:4], ref)
+    shuffled = questions[:]
+    random.Random(2).shuffle(shuffled)
+    _assert_exact(variant.score_choices(shuffled), shuffled, ref)
+
+
+def test_scorer_on_raw_trees_prefix_prompts_and_empty_suffixes(loaded) -> None:
+    """Groups that rendered chat prompts never produce: a prompt that is a prefix of another."""
+    from ray_bench.engines.packing import pack_group
+
+    engine, model, _ = loaded
+    rng = random.Random(4)
+    vocab = model.config.vocab_size
+    base = [rng.randrange(10, vocab) for _ in range(40)]
+    prompts = [base[:20], base, base[:20], base[:33] + [5, 6], [7, 8, 9], base[:1]]
+    choices = [[[rng.randrange(10, vocab) for _ in range(rng.randint(1, 5))] for _ in range(3)] for _ in prompts]
+    groups = [[0, 1, 2, 3, 5], [4], [1], [0, 1]]
+    rows = [pack_group([prompts[i] for i in g], [choices[i] for i in g]) for g in groups]
+    out = engine.scorer.score(rows)
+    worst = 0.0
+    for g, row_out in zip(groups, out):
+        for i, (sums, counts) in zip(g, row_out):
+            assert list(counts) == [len(c) for c in choices[i]]
+            expected = _naive_scores(model, prompts[i], choices[i])
+            worst = max(worst, *(abs(a - b) for a, b in zip(sums, expected)))
+    assert worst < TOL, f"max |diff| {worst:.2e}"
+
+
+def test_bad_question_does_not_poison_its_group(loaded, shared_reference, monkeypatch) -> None:
+    system, ref = shared_reference
+    variant = _engine(loaded, system)
+    questions = _shared_questions()
+    bad = variant._pack(questions[5])
+    bad_choice = bad.input_ids[-bad.num_tokens[-1] :]
+    original = variant.scorer.score
+    calls: list[list[int]] = []
+
+    def flaky(batch):
+        calls.append([len(row.choices_per_question) for row in batch])
+        for row in batch:
+            if any(tuple(row.input_ids[i : i + len(bad_choice)]) == bad_choice for i in range(row.length)):
+                raise RuntimeError("simulated kernel failure")
+        return original(batch)
+
+    monkeypatch.setattr(variant.scorer, "score", flaky)
+    results = variant.score_choices(questions)
+    by_id = {r.question_id: r for r in results}
+    assert by_id[questions[5].question_id].error == "RuntimeError: simulated kernel failure"
+    # The failing group was scored as a row of its own, then question by question.
+    assert any(len(c) == 1 and c[0] > 1 for c in calls) and calls[-1] == [1]
+    good = [q for q in questions if q.question_id != questions[5].question_id]
+    _assert_exact([by_id[q.question_id] for q in good], good, ref)
+
+
+def test_sharing_options_are_validated_and_reported(loaded) -> None:
+    from ray_bench.errors import ConfigError
+
+    info = _engine(loaded, min_shared_tokens=4, max_row_tokens=512).info().extra
+    assert info["share_prefixes"] == "true" and info["min_shared_tokens"] == "4" and info["max_row_tokens"] == "512"
+    assert _engine(loaded, max_batch_tokens=300).info().extra["max_row_tokens"] == "300"
+    for bad in ({"share_prefixes": "no"}, {"min_shared_tokens": 0}, {"max_row_tokens": 1.5}):
+        with pytest.raises(ConfigError):
+            _engine(loaded, **bad)
+
+
+def test_prefix_sharing_eager_and_full_logits_paths(loaded, shared_reference) -> None:
+    """The additive float mask (eager) and the full-logits fallback on shared rows."""
+    system, ref = shared_reference
+    engine = loaded[0]
+    eager_model = transformers.AutoModelForCausalLM.from_pretrained(
+        engine.model_path, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    config = EngineConfig(max_batch_tokens=700, system_prompt=system)
+    eager = HFEngine(eager_model, engine.tokenizer, config, model_path="eager")
+    assert not eager.scorer.bool_mask
+    full = HFEngine(engine.model, engine.tokenizer, config, model_path="full")
+    full.scorer.split = None
+    questions = _shared_questions()
+    for variant in (eager, full):
+        _assert_exact(variant.score_choices(questions), questions, ref)
