@@ -1,10 +1,13 @@
-"""The three ways of scoring choices that the scoring benchmark compares.
+"""The ways of scoring choices that the scoring benchmark compares.
 
 * ``reference`` - like the original benchmark: every prompt+choice is its own sequence,
   one forward at batch size 1, log-softmax over the full logits, gather the choice span.
 * ``naive-batched`` - every prompt+choice is its own right-padded row, rows batched by
   the same token budget with length bucketing, full logits, gather.
-* ``engine`` - :class:`ray_bench.engines.hf.HFEngine`: prompt once, packed choices.
+* ``engine`` - :class:`ray_bench.engines.hf.HFEngine`: prompt prefixes shared across
+  questions computed once (prefix-tree rows), choices packed after their prompt.
+* ``engine-no-sharing`` - the same engine with ``share_prefixes: false``: each
+  question's prompt once, but nothing shared between questions.
 
 Each returns per-question log-prob sums plus the work counters the report needs.
 """
@@ -17,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ray_bench.engines.base import ScoreRequest
-from ray_bench.engines.batching import plan_batches
-from ray_bench.engines.packing import pack_question
+from ray_bench.engines.batching import group_questions, plan_batches
+from ray_bench.engines.packing import PackedRow, pack_group
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class RunResult:
     """What one approach did on the question set.
 
     Attributes:
-        name: Short key (``reference``, ``naive-batched``, ``engine``).
+        name: Short key (``reference``, ``naive-batched``, ``engine``, ``engine-no-sharing``).
         seconds: Wall time of the timed pass.
         questions: Questions scored.
         real_tokens: Non-padding tokens run through the model.
@@ -145,11 +148,13 @@ def run_naive_batched(
     return res
 
 
-def run_engine(engine: Any, requests: Sequence[ScoreRequest], questions: Sequence[Tokenized]) -> RunResult:
-    """The HF engine end to end (tokenization included); work counters from its batching plan."""
+def run_engine(
+    engine: Any, requests: Sequence[ScoreRequest], questions: Sequence[Tokenized], name: str = "engine"
+) -> RunResult:
+    """The HF engine end to end (tokenization included); work counters from its packing plan."""
     from ray_bench.errors import EngineError
 
-    res = RunResult("engine", questions=len(requests))
+    res = RunResult(name, questions=len(requests))
     sync(engine.device)
     start = time.perf_counter()
     scores = engine.score_choices(requests)
@@ -157,13 +162,28 @@ def run_engine(engine: Any, requests: Sequence[ScoreRequest], questions: Sequenc
     res.seconds = time.perf_counter() - start
     failed = [s for s in scores if s.error is not None]
     if failed:
-        raise EngineError(f"engine failed on {len(failed)} questions, first: {failed[0].error}")
+        raise EngineError(f"{name} failed on {len(failed)} questions, first: {failed[0].error}")
     res.sums = [s.logprob_sums for s in scores]
     res.counts = [s.num_tokens for s in scores]
-    packed = [pack_question(q.prompt_ids, q.choice_ids) for q in questions]
-    for batch in plan_batches([pq.length for pq in packed], engine.config.max_batch_tokens):
+    rows = engine_rows(engine, questions)
+    for batch in plan_batches([row.length for row in rows], engine.config.max_batch_tokens):
         res.forwards += 1
-        res.padded_tokens += len(batch) * max(packed[i].length for i in batch)
-    res.real_tokens = sum(pq.length for pq in packed)
-    res.logit_rows = sum(len(pq.source_positions) for pq in packed)
+        res.padded_tokens += len(batch) * max(rows[i].length for i in batch)
+    res.real_tokens = sum(row.length for row in rows)
+    res.logit_rows = sum(len(row.source_positions) for row in rows)
     return res
+
+
+def engine_rows(engine: Any, questions: Sequence[Tokenized]) -> list[PackedRow]:
+    """The packed rows the engine builds for ``questions`` (same grouping rule and options)."""
+    sharing = engine.sharing
+    if sharing.share_prefixes:
+        groups = group_questions(
+            [q.prompt_ids for q in questions],
+            [sum(len(c) for c in q.choice_ids) for q in questions],
+            min_shared_tokens=sharing.min_shared_tokens,
+            max_row_tokens=sharing.max_row_tokens,
+        )
+    else:
+        groups = [[i] for i in range(len(questions))]
+    return [pack_group([questions[i].prompt_ids for i in g], [questions[i].choice_ids for i in g]) for g in groups]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray_bench.bench.approaches import Tokenized
+from ray_bench.engines.packing import PackedRow, pack_question
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,18 @@ def separate_sequence_flops(fm: FlopModel, questions: Sequence[Tokenized]) -> fl
 
 def packed_flops(fm: FlopModel, questions: Sequence[Tokenized]) -> float:
     """Useful FLOPs of prompt-once scoring: prompt once, each choice attends prompt + itself."""
+    return row_flops(fm, [pack_question(q.prompt_ids, q.choice_ids) for q in questions])
+
+
+def row_flops(fm: FlopModel, rows: Sequence[PackedRow]) -> float:
+    """Useful FLOPs of packed rows (prefix trees): every row token once, head rows only.
+
+    A token at naive position ``p`` attends to exactly ``p + 1`` keys, whatever the tree.
+    """
     total = 0.0
-    for q in questions:
-        p = len(q.prompt_ids)
-        lens = [len(c) for c in q.choice_ids]
-        pairs = _causal_pairs(p) + sum(c * p + _causal_pairs(c) for c in lens)
-        rows = 1 + sum(c - 1 for c in lens)
-        total += fm.total(p + sum(lens), pairs, rows)
+    for row in rows:
+        pairs = sum(p + 1 for p in row.position_ids)
+        total += fm.total(row.length, pairs, len(row.source_positions))
     return total
 
 

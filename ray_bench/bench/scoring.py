@@ -1,9 +1,14 @@
 """The choice-scoring benchmark behind ``ray-bench bench scoring``.
 
 In one run, on one question set and one random-weight model, it times the reference
-approach, naive batching and the HF engine (:mod:`ray_bench.bench.approaches`), reports
-throughput, forward tokens, speedups and model-FLOPs utilization against a matmul peak
-measured in the same run, and checks that the engine's numbers equal the reference's.
+approach, naive batching and the HF engine with and without cross-question prefix
+sharing (:mod:`ray_bench.bench.approaches`), reports throughput, forward tokens,
+speedups and model-FLOPs utilization against a matmul peak measured in the same run,
+and checks that both engine variants' numbers equal the reference's.
+
+Every approach scores the same token ids: the prompt rendered with the same system
+message (by default Qwen2.5's, which its chat template adds to every prompt), so the
+reference and naive batching pay for the shared header just as the engine does.
 """
 
 from __future__ import annotations
@@ -14,9 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ray_bench.bench.approaches import RunResult, Tokenized, merge, run_engine, run_naive_batched, run_reference
-from ray_bench.bench.flops import flop_model_of, measure_peak_flops, packed_flops, separate_sequence_flops
+from ray_bench.bench.approaches import (
+    RunResult,
+    Tokenized,
+    engine_rows,
+    merge,
+    run_engine,
+    run_naive_batched,
+    run_reference,
+)
+from ray_bench.bench.flops import flop_model_of, measure_peak_flops, row_flops, separate_sequence_flops
 from ray_bench.bench.models import ModelShape, build_random_model, count_parameters
+from ray_bench.bench.questions import QWEN_SYSTEM_PROMPT, SyntheticShape
+from ray_bench.bench.report import ScoringBenchReport, exactness, shared_prefix_fraction, speedups, summarize
 from ray_bench.engines.base import ScoreRequest
 from ray_bench.errors import ConfigError
 
@@ -45,6 +60,10 @@ class ScoringBenchOptions:
         tokenizer: Tokenizer directory; ``None`` trains the demo tokenizer in a temp dir.
         reference_questions: Score only this many questions with the slow reference
             (speedups are per question, so they stay comparable); ``None`` means all.
+        system_prompt: System message rendered into every prompt, for every approach;
+            ``None`` or empty renders none.
+        min_shared_tokens: The engine's ``min_shared_tokens`` option (``None``: its default).
+        max_row_tokens: The engine's ``max_row_tokens`` option (``None``: its default).
     """
 
     shape: ModelShape = field(default_factory=ModelShape)
@@ -57,34 +76,9 @@ class ScoringBenchOptions:
     dataset: str | None = None
     tokenizer: Path | None = None
     reference_questions: int | None = None
-
-
-@dataclass
-class ScoringBenchReport:
-    """Everything the benchmark measured; :meth:`as_dict` is the ``--json`` output."""
-
-    setup: dict[str, Any]
-    runs: dict[str, dict[str, float]]
-    speedup_vs_reference: float
-    speedup_vs_naive: float
-    peak_flops: float
-    exactness: dict[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        """Whether the engine matched the reference within tolerance."""
-        return bool(self.exactness["passed"])
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {
-            "setup": self.setup,
-            "runs": self.runs,
-            "speedup_engine_vs_reference": self.speedup_vs_reference,
-            "speedup_engine_vs_naive_batched": self.speedup_vs_naive,
-            "peak_flops": self.peak_flops,
-            "exactness": self.exactness,
-        }
+    system_prompt: str | None = QWEN_SYSTEM_PROMPT
+    min_shared_tokens: int | None = None
+    max_row_tokens: int | None = None
 
 
 def _load_tokenizer(path: Path | None, workdir: Path) -> Any:
@@ -109,20 +103,25 @@ def _requests(opts: ScoringBenchOptions) -> list[ScoreRequest]:
 
 @dataclass
 class _Workload:
-    """The model, engine and questions shared by the three approaches."""
+    """The model, engines and questions shared by the approaches."""
 
     model: Any
-    engine: Any
+    engines: dict[str, Any]
     device: Any
     dtype: Any
     budget: int
     requests: list[ScoreRequest]
     tokenized: list[Tokenized]
     n_ref: int
+    system_tokens: int
+
+    @property
+    def pad_id(self) -> int:
+        return self.engines["engine"].pad_id
 
 
 def run_scoring_benchmark(opts: ScoringBenchOptions, log: Any = None) -> ScoringBenchReport:
-    """Build the model, run the three approaches on the same questions and compare them.
+    """Build the model, run the approaches on the same questions and compare them.
 
     Args:
         opts: What to run.
@@ -135,12 +134,12 @@ def run_scoring_benchmark(opts: ScoringBenchOptions, log: Any = None) -> Scoring
         results, peak = _timed_rounds(work, say)
         return _report(opts, work, results, peak, load_before)
     finally:
-        work.engine.close()
+        for engine in work.engines.values():
+            engine.close()
 
 
 def _prepare(opts: ScoringBenchOptions, say: Any) -> _Workload:
-    from ray_bench.config import EngineConfig
-    from ray_bench.engines.hf import HFEngine, resolve_device, resolve_dtype
+    from ray_bench.engines.hf import resolve_device, resolve_dtype
     from ray_bench.engines.prompts import score_spans
 
     device = resolve_device(opts.device)
@@ -153,35 +152,62 @@ def _prepare(opts: ScoringBenchOptions, say: Any) -> _Workload:
     requests = _requests(opts)
     say(f"building a random {opts.shape.arch} model on {device} ({dtype})")
     model = build_random_model(opts.shape, dtype=dtype, device=device, seed=opts.seed)
-    config = EngineConfig(name="hf", dtype=opts.dtype, device=opts.device, max_batch_tokens=budget)
-    engine = HFEngine(model, tokenizer, config, model_path=f"random:{opts.shape.arch}")
-    tokenized = [Tokenized(*score_spans(tokenizer, r.prompt, r.choices)) for r in requests]
+    system = opts.system_prompt or None
+    engines = {
+        "engine": _engine(model, tokenizer, opts, budget, system, share=True),
+        "engine-no-sharing": _engine(model, tokenizer, opts, budget, system, share=False),
+    }
+    tokenized = [Tokenized(*score_spans(tokenizer, r.prompt, r.choices, system)) for r in requests]
     n_ref = min(len(requests), opts.reference_questions or len(requests))
-    return _Workload(model, engine, device, dtype, budget, requests, tokenized, n_ref)
+    system_tokens = 0
+    if system and requests:
+        bare = score_spans(tokenizer, requests[0].prompt, requests[0].choices)[0]
+        system_tokens = len(tokenized[0].prompt_ids) - len(bare)
+    return _Workload(model, engines, device, dtype, budget, requests, tokenized, n_ref, system_tokens)
+
+
+def _engine(model: Any, tokenizer: Any, opts: ScoringBenchOptions, budget: int, system: str | None, *, share: bool) -> Any:
+    from ray_bench.config import EngineConfig
+    from ray_bench.engines.hf import HFEngine
+
+    options: dict[str, Any] = {"share_prefixes": share}
+    if opts.min_shared_tokens is not None:
+        options["min_shared_tokens"] = opts.min_shared_tokens
+    if opts.max_row_tokens is not None:
+        options["max_row_tokens"] = opts.max_row_tokens
+    config = EngineConfig(
+        name="hf", dtype=opts.dtype, device=opts.device, max_batch_tokens=budget, system_prompt=system, options=options
+    )
+    return HFEngine(model, tokenizer, config, model_path=f"random:{opts.shape.arch}")
 
 
 def _timed_rounds(w: _Workload, say: Any) -> tuple[dict[str, RunResult], float]:
     """Time the approaches round by round, alternating their order.
 
-    On a shared machine another process's load spike then hits all three alike instead
-    of whichever approach happened to run at the time. The peak is re-measured every
-    round and the best value is kept.
+    On a shared machine another process's load spike then hits every approach alike
+    instead of whichever happened to run at the time. The peak is re-measured every
+    round and the best value is kept. Each engine call gets one round's questions, so
+    prefixes are shared only within a round (the runner calls it per shard).
     """
     say("warming up")
     warm = slice(0, WARMUP_QUESTIONS)
     run_reference(w.model, w.tokenized[warm], w.device)
-    run_naive_batched(w.model, w.tokenized[warm], w.budget, w.engine.pad_id, w.device)
-    run_engine(w.engine, w.requests[warm], w.tokenized[warm])
+    run_naive_batched(w.model, w.tokenized[warm], w.budget, w.pad_id, w.device)
+    for name, engine in w.engines.items():
+        run_engine(engine, w.requests[warm], w.tokenized[warm], name)
     peaks: list[float] = []
-    parts: dict[str, list[RunResult]] = {"reference": [], "naive-batched": [], "engine": []}
+    parts: dict[str, list[RunResult]] = {"reference": [], "naive-batched": [], **{name: [] for name in w.engines}}
     bounds = list(range(0, len(w.requests), ROUND_QUESTIONS)) + [len(w.requests)]
     for rnd, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
         say(f"round {rnd + 1}/{len(bounds) - 1}: questions {lo}-{hi - 1}")
         peaks.append(measure_peak_flops(w.dtype, w.device))
         steps = [
             ("reference", lambda: run_reference(w.model, w.tokenized[lo : min(hi, w.n_ref)], w.device)),
-            ("naive-batched", lambda: run_naive_batched(w.model, w.tokenized[lo:hi], w.budget, w.engine.pad_id, w.device)),
-            ("engine", lambda: run_engine(w.engine, w.requests[lo:hi], w.tokenized[lo:hi])),
+            ("naive-batched", lambda: run_naive_batched(w.model, w.tokenized[lo:hi], w.budget, w.pad_id, w.device)),
+        ]
+        steps += [
+            (name, lambda name=name, e=engine: run_engine(e, w.requests[lo:hi], w.tokenized[lo:hi], name))
+            for name, engine in w.engines.items()
         ]
         for name, step in steps if rnd % 2 == 0 else steps[::-1]:
             if name != "reference" or lo < w.n_ref:
@@ -197,14 +223,34 @@ def _report(
     flops = {
         "reference": separate_sequence_flops(fm, w.tokenized[: w.n_ref]),
         "naive-batched": separate_sequence_flops(fm, w.tokenized),
-        "engine": packed_flops(fm, w.tokenized),
     }
-    runs = {name: _summarize(r, flops[name], peak) for name, r in results.items()}
+    for name, engine in w.engines.items():
+        # Per round, as the engine was called, so the FLOPs match the sharing it could do.
+        chunks = range(0, len(w.tokenized), ROUND_QUESTIONS)
+        flops[name] = sum(row_flops(fm, engine_rows(engine, w.tokenized[lo : lo + ROUND_QUESTIONS])) for lo in chunks)
+    runs = {name: summarize(r, flops[name], peak) for name, r in results.items()}
     dtype_name = str(w.dtype).replace("torch.", "")
+    tol = TOLERANCES.get(dtype_name, TOLERANCES["bfloat16"])
+    return ScoringBenchReport(
+        setup=_setup(opts, w, params["total"], dtype_name, load_before),
+        runs=runs,
+        speedups=speedups(runs),
+        peak_flops=peak,
+        exactness=exactness(results, tol),
+    )
+
+
+def _setup(opts: ScoringBenchOptions, w: _Workload, parameters: int, dtype_name: str, load_before: float | None) -> dict[str, Any]:
     n = max(1, len(w.tokenized))
-    setup = {
+    if opts.data_dir:
+        source = f"{opts.data_dir}/{opts.dataset}"
+        structure = f"real prepared questions: the first {len(w.requests)} closed questions in file order"
+    else:
+        source = f"synthetic (seed {opts.seed})"
+        structure = "synthetic, an assumed structure: " + SyntheticShape().describe()
+    return {
         "model_shape": opts.shape.as_dict(),
-        "parameters": params["total"],
+        "parameters": parameters,
         "dtype": dtype_name,
         "device": str(w.device),
         "torch_threads": _threads(w.device),
@@ -215,21 +261,16 @@ def _report(
         "questions": len(w.requests),
         "reference_questions": w.n_ref,
         "round_questions": ROUND_QUESTIONS,
-        "source": f"{opts.data_dir}/{opts.dataset}" if opts.data_dir else f"synthetic (seed {opts.seed})",
+        "source": source,
+        "question_structure": structure,
+        "system_prompt": opts.system_prompt or None,
+        "system_prompt_tokens": w.system_tokens,
+        "shared_prefix_fraction": shared_prefix_fraction(w.tokenized),
         "mean_prompt_tokens": sum(len(t.prompt_ids) for t in w.tokenized) / n,
         "mean_choice_tokens": _mean_choice_tokens(w.tokenized),
         "mean_choices": sum(len(t.choice_ids) for t in w.tokenized) / n,
-        "engine_info": w.engine.info().extra,
+        "engine_info": w.engines["engine"].info().extra,
     }
-    tol = TOLERANCES.get(dtype_name, TOLERANCES["bfloat16"])
-    return ScoringBenchReport(
-        setup=setup,
-        runs=runs,
-        speedup_vs_reference=runs["engine"]["questions_per_s"] / runs["reference"]["questions_per_s"],
-        speedup_vs_naive=runs["engine"]["questions_per_s"] / runs["naive-batched"]["questions_per_s"],
-        peak_flops=peak,
-        exactness=_exactness(results["reference"], results["engine"], results["naive-batched"], tol),
-    )
 
 
 def default_batch_tokens(device: Any) -> int:
@@ -254,44 +295,3 @@ def _threads(device: Any) -> int:
 def _mean_choice_tokens(tokenized: list[Tokenized]) -> float:
     lens = [len(c) for t in tokenized for c in t.choice_ids]
     return sum(lens) / max(1, len(lens))
-
-
-def _summarize(run: RunResult, flops: float, peak: float) -> dict[str, float]:
-    q = max(1, run.questions)
-    return {
-        "questions": run.questions,
-        "seconds": run.seconds,
-        "questions_per_s": run.questions / run.seconds if run.seconds > 0 else float("inf"),
-        "forward_tokens_per_question": run.padded_tokens / q,
-        "real_tokens_per_question": run.real_tokens / q,
-        "logit_rows_per_question": run.logit_rows / q,
-        "forwards": run.forwards,
-        "model_gflop_per_question": flops / q / 1e9,
-        "mfu": (flops / run.seconds) / peak if run.seconds > 0 else 0.0,
-    }
-
-
-def _exactness(ref: RunResult, ours: RunResult, naive: RunResult, tol: tuple[float, float]) -> dict[str, Any]:
-    """Max |engine - reference| (and naive - reference) over every choice the reference scored."""
-    atol, rtol = tol
-    worst = worst_naive = 0.0
-    within = counts_equal = True
-    agree = 0
-    for i, (r_sums, r_counts) in enumerate(zip(ref.sums, ref.counts)):
-        counts_equal &= tuple(ours.counts[i]) == tuple(r_counts)
-        for a, c, b in zip(r_sums, ours.sums[i], naive.sums[i]):
-            worst = max(worst, abs(c - a))
-            worst_naive = max(worst_naive, abs(b - a))
-            within &= abs(c - a) <= atol + rtol * abs(a)
-        ref_means = [s / n for s, n in zip(r_sums, r_counts)]
-        our_means = [s / n for s, n in zip(ours.sums[i], ours.counts[i])]
-        agree += ref_means.index(max(ref_means)) == our_means.index(max(our_means))
-    return {
-        "max_abs_diff_engine_vs_reference": worst,
-        "max_abs_diff_naive_vs_reference": worst_naive,
-        "token_counts_equal": counts_equal,
-        "prediction_agreement": agree / max(1, len(ref.sums)),
-        "atol": atol,
-        "rtol": rtol,
-        "passed": bool(within and counts_equal),
-    }

@@ -18,15 +18,12 @@ SCORING_EPILOG = (
     "  ray-bench bench scoring\n\n"
     "  ray-bench bench scoring --questions 60 --threads 1 --json bench.json\n\n"
     "  ray-bench bench scoring --data data/ --dataset BBQ --questions 120\n\n"
+    "  ray-bench bench scoring --system-prompt '' --max-row-tokens 1024\n\n"
     "  ray-bench bench scoring --device cuda --dtype bfloat16 --preset qwen2.5-7b --questions 2000 "
     "--reference-questions 200"
 )
 
-_APPROACHES = {
-    "reference": "(a) one prompt+choice per forward, batch 1",
-    "naive-batched": "(b) prompt+choice rows, padded batches",
-    "engine": "(c) hf engine: prompt once, packed choices",
-}
+_QWEN_DEFAULT = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
 
 @app.command("scoring", epilog=SCORING_EPILOG)
@@ -55,14 +52,28 @@ def scoring(
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="torch CPU threads (default: torch's choice, usually one per core)."
     ),
+    system_prompt: str = typer.Option(
+        _QWEN_DEFAULT,
+        "--system-prompt",
+        help="System message rendered into every prompt for every approach (default: Qwen2.5's, which its "
+        "template adds to every prompt); '' for none.",
+    ),
+    min_shared_tokens: int | None = typer.Option(
+        None, "--min-shared-tokens", min=1, help="Engine option: fewest prompt tokens a group must share (default 16)."
+    ),
+    max_row_tokens: int | None = typer.Option(
+        None, "--max-row-tokens", min=1, help="Engine option: longest prefix-shared row (default min(2048, budget))."
+    ),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the results as JSON here."),
 ) -> None:
-    """Time choice scoring three ways on one random-weight model and check they agree.
+    """Time choice scoring four ways on one random-weight model and check they agree.
 
-    Compares (a) the reference approach, (b) naive batching and (c) the hf engine on the
-    same questions in one run: questions/s, forward tokens per question, speedups, and
-    model-FLOPs utilization against a matmul peak measured in the same run. The engine's
-    log-prob sums must equal the reference's (max |diff| <= 1e-5 in fp32).
+    Compares (a) the reference approach, (b) naive batching, (c) the hf engine, which
+    computes prompt prefixes shared across questions once, and (d) the hf engine without
+    that sharing, on the same questions in one run: questions/s, forward tokens per
+    question, speedups, and model-FLOPs utilization against a matmul peak measured in the
+    same run. Both engines' log-prob sums must equal the reference's (max |diff| <= 1e-5
+    in fp32).
     """
     import torch
 
@@ -92,6 +103,9 @@ def scoring(
         dataset=dataset,
         tokenizer=tokenizer,
         reference_questions=reference_questions,
+        system_prompt=system_prompt or None,
+        min_shared_tokens=min_shared_tokens,
+        max_row_tokens=max_row_tokens,
     )
     report = run_scoring_benchmark(opts, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     print_report(report.as_dict())
@@ -104,8 +118,10 @@ def scoring(
 
 
 def print_report(result: dict[str, Any]) -> None:
-    """Print the benchmark table and the verdict lines to stdout."""
+    """Print the benchmark header, table and verdict lines to stdout."""
     from rich.table import Table
+
+    from ray_bench.bench.report import APPROACHES
 
     setup, runs = result["setup"], result["runs"]
     shape = setup["model_shape"]
@@ -116,11 +132,13 @@ def print_report(result: dict[str, Any]) -> None:
         f"prompt {setup['mean_prompt_tokens']:.0f} tok, {setup['mean_choices']:.1f} choices x "
         f"{setup['mean_choice_tokens']:.1f} tok, budget {setup['max_batch_tokens']} tok"
     )
+    for line in _question_lines(setup):
+        out_console.print(line, highlight=False, markup=False)
     table = Table(title=title, title_justify="left")
     for col in ("approach", "questions", "q/s", "fwd tok/q", "real tok/q", "logit rows/q", "GFLOP/q", "MFU", "speedup"):
         table.add_column(col, justify="left" if col == "approach" else "right")
     ref_qps = runs["reference"]["questions_per_s"]
-    for name, label in _APPROACHES.items():
+    for name, label in APPROACHES.items():
         r = runs[name]
         table.add_row(
             label,
@@ -137,6 +155,32 @@ def print_report(result: dict[str, Any]) -> None:
     _print_verdict(result)
 
 
+def _question_lines(setup: dict[str, Any]) -> list[str]:
+    """The header: what the questions share, stated plainly (it decides what (c) can gain)."""
+    system = setup.get("system_prompt")
+    lines = [f"questions: {setup['question_structure']}."]
+    if system:
+        lines.append(
+            f"system message ({setup['system_prompt_tokens']} tokens) rendered into every prompt for ALL approaches: {system!r}"
+        )
+    else:
+        lines.append("no system message.")
+    lines.append(
+        f"prompt tokens equal to the sorted previous prompt's: {100 * setup['shared_prefix_fraction']:.0f}% "
+        f"(what (c) can skip; (c)/(d) share within each engine call of {setup['round_questions']} questions)."
+    )
+    if setup["source"].startswith("synthetic"):
+        share = setup["shared_prefix_fraction"]
+        verdict = "more than" if share > 0.73 else "less than" if share < 0.68 else "about as much as"
+        lines.append(
+            "note: the synthetic structure is an assumption, not measured data. Real data for comparison (demo "
+            "tokenizer, first 180 questions, with / without this default system message): BBQ 68% / 57%, "
+            f"BiasLens-Choices 71% / 56%, StereoSet-Intersentence 73% / 38%. This set shares {verdict} those, so "
+            "judge (c) on real questions too: --data DIR --dataset NAME."
+        )
+    return lines
+
+
 def _print_verdict(result: dict[str, Any]) -> None:
     setup = result["setup"]
     load = setup.get("load_average_after")
@@ -147,14 +191,22 @@ def _print_verdict(result: dict[str, Any]) -> None:
         )
     exact = result["exactness"]
     verdict = "PASS" if exact["passed"] else "FAIL"
-    out_console.print(f"speedup c/a (engine vs reference):     {result['speedup_engine_vs_reference']:.2f}x")
-    out_console.print(f"speedup c/b (engine vs naive batched): {result['speedup_engine_vs_naive_batched']:.2f}x")
+    labels = {
+        "c/a": "engine vs reference",
+        "c/b": "engine vs naive batched",
+        "d/a": "engine without sharing vs reference",
+        "d/b": "engine without sharing vs naive batched",
+        "c/d": "cross-question sharing on vs off",
+    }
+    for key, label in labels.items():
+        out_console.print(f"speedup {key} ({label}):".ljust(56) + f"{result['speedups'][key]:.2f}x")
     out_console.print(
         f"peak: {result['peak_flops'] / 1e9:.1f} GFLOP/s (square matmul, {setup['dtype']}, best of the run); "
         "MFU = model FLOPs of real tokens / time / peak"
     )
     out_console.print(
         f"exactness: max |c - a| = {exact['max_abs_diff_engine_vs_reference']:.2e}, "
+        f"max |d - a| = {exact['max_abs_diff_no_sharing_vs_reference']:.2e}, "
         f"max |b - a| = {exact['max_abs_diff_naive_vs_reference']:.2e} "
         f"(tol {exact['atol']:g} + {exact['rtol']:g}*|a|), token counts equal: {exact['token_counts_equal']}, "
         f"argmax agreement {100 * exact['prediction_agreement']:.1f}% over {setup['reference_questions']} questions: {verdict}"

@@ -52,9 +52,15 @@ def test_benchmark_runs_end_to_end_and_is_exact() -> None:
     )
     assert report.passed
     assert report.exactness["max_abs_diff_engine_vs_reference"] < 1e-5
+    assert report.exactness["max_abs_diff_no_sharing_vs_reference"] < 1e-5
     runs = report.runs
-    assert set(runs) == {"reference", "naive-batched", "engine"}
+    assert set(runs) == {"reference", "naive-batched", "engine", "engine-no-sharing"}
     assert runs["engine"]["real_tokens_per_question"] < runs["reference"]["real_tokens_per_question"]
+    # Synthetic questions share instructions and contexts: the tree computes fewer tokens.
+    assert runs["engine"]["real_tokens_per_question"] < runs["engine-no-sharing"]["real_tokens_per_question"]
+    assert runs["engine"]["model_gflop_per_question"] < runs["engine-no-sharing"]["model_gflop_per_question"]
+    assert set(report.speedups) == {"c/a", "c/b", "d/a", "d/b", "c/d"}
+    assert report.setup["system_prompt_tokens"] > 0 and 0 < report.setup["shared_prefix_fraction"] < 1
     assert runs["engine"]["logit_rows_per_question"] < runs["engine"]["real_tokens_per_question"]
     assert runs["reference"]["forwards"] == 24 and runs["engine"]["questions"] == 8
     assert report.peak_flops > 0 and all(r["mfu"] > 0 for r in runs.values())
@@ -73,7 +79,8 @@ def test_cli_prints_table_and_writes_json(tmp_path: Path) -> None:
     args += ["--intermediate", "128", "--reference-questions", "2", "--json", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "speedup c/a" in result.output and "PASS" in result.output
+    assert "speedup c/a" in result.output and "speedup c/d" in result.output and "PASS" in result.output
+    assert "system message" in result.output and "assumption" in result.output
     data = json.loads(out.read_text())
     assert data["setup"]["reference_questions"] == 2 and data["runs"]["engine"]["questions"] == 4
     assert data["exactness"]["passed"] is True
