@@ -157,6 +157,26 @@ _BUILTIN_MODULES = {
 }
 
 
+# Light (no torch/vLLM) validators of `EngineConfig.options`, run on the driver so that a
+# typo fails before any actor reserves a GPU.
+_OPTION_CHECKERS = {
+    "vllm": "ray_bench.engines.vllm_options:parse_vllm_options",
+    "dummy": "ray_bench.engines.dummy:check_options",
+}
+
+
+def check_engine_options(config: EngineConfig) -> None:
+    """Validate the engine-specific options of a built-in engine without loading it.
+
+    Raises:
+        ConfigError: an unknown option or an invalid value.
+    """
+    target = _OPTION_CHECKERS.get(config.name)
+    if target is not None:
+        module_name, _, attr = target.partition(":")
+        getattr(importlib.import_module(module_name), attr)(config.options)
+
+
 def register_engine(name: str) -> Callable[[EngineFactory], EngineFactory]:
     """Decorator registering an engine factory ``(ModelSpec, EngineConfig) -> Engine``."""
     return ENGINES.register(name)

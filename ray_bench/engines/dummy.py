@@ -42,6 +42,11 @@ class DummyOptions(BaseModel):
     delay_s: float = Field(default=0.0, ge=0.0)
 
 
+def check_options(options: dict) -> DummyOptions:
+    """Validate ``EngineConfig.options`` of the dummy engine."""
+    return build_config(DummyOptions, dict(options), "dummy engine options")
+
+
 def _unit(*parts: str) -> float:
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
@@ -53,7 +58,7 @@ class DummyEngine:
     def __init__(self, model: ModelSpec, config: EngineConfig) -> None:
         self.model = model
         self.config = config
-        self.options: DummyOptions = build_config(DummyOptions, config.options, "dummy engine options")
+        self.options = check_options(config.options)
         self._key = f"{model.path}|{config.seed}"
 
     def _maybe_fail(self, question_id: str) -> str | None:

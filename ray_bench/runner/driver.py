@@ -71,12 +71,13 @@ def load_questions(config: RunConfig) -> dict[str, pa.Table]:
 
 
 def validate_models(config: RunConfig) -> None:
-    """Fail on model paths that look local but do not exist, and on unknown engines."""
-    from ray_bench.engines.base import engine_names
+    """Fail on model paths that look local but do not exist, unknown engines and bad engine options."""
+    from ray_bench.engines.base import check_engine_options, engine_names
 
     for model in config.models:
         path = Path(model.path).expanduser()
-        looks_local = model.path.startswith(("/", ".", "~")) or model.path.count("/") != 1
+        # Hub ids are "name" or "org/name"; anything else is meant as a local path.
+        looks_local = model.path.startswith(("/", ".", "~")) or model.path.count("/") > 1
         if looks_local and not path.exists():
             raise ConfigError(
                 f"model {model.name!r}: path {model.path!r} does not exist",
@@ -87,6 +88,7 @@ def validate_models(config: RunConfig) -> None:
         from ray_bench.errors import UnknownNameError
 
         raise UnknownNameError("engine", name, engine_names())
+    check_engine_options(config.engine)
 
 
 def pending_shards(shards: list[Shard], out_dir: Path) -> tuple[list[Shard], int]:
@@ -216,7 +218,7 @@ def _finish_shard(ref: Any, shard: Shard, out_dir: Path, manifest: Manifest, sum
     entry: dict[str, Any] = {"fingerprint": shard.fingerprint, "questions": shard.num_questions}
     try:
         table, stats = ray.get(ref)
-    except (ray.exceptions.RayError, Exception) as exc:  # noqa: BLE001 - recorded, retried next run
+    except Exception as exc:  # noqa: BLE001 - task errors and dead actors are recorded, retried next run
         message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
         summary.failed[shard.key] = message
         manifest.set_shard(shard.key, {**entry, "status": "failed", "error": message, "at": provenance.now_iso()})

@@ -56,3 +56,10 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_bad_engine_option_fails_before_ray(tmp_path, capsys):
+    err = _fail(["run", "--model", "m=org/x", "--dataset", "BBQ", "--data", str(tmp_path),
+                 "--out", str(tmp_path / "o"), "--engine", "vllm", "--engine-option", "gpu_memory_utlization=0.9"],
+                capsys)
+    assert "gpu_memory_utlization" in err[0] and err[1].startswith("Hint:")
