@@ -29,6 +29,7 @@ def analyze(
     model's normalized-entropy bin (low <= 1/3 < medium <= 2/3 < high) the share of
     questions in the bin and the % of them that flipped.
     """
+    from ray_bench import provenance
     from ray_bench.analysis import flip_table
     from ray_bench.errors import ConfigError
     from ray_bench.report.tables import flip_rich_table
@@ -41,7 +42,11 @@ def analyze(
     flips.write_parquet(out / "flips.parquet")
     flips.write_csv(out / "flips.csv")
     (out / "analysis.json").write_text(
-        json.dumps({"results": str(results.resolve()), "base": base, "tables": ["flips.parquet"]}, indent=2)
+        json.dumps(
+            {"results": str(results.resolve()), "base": base, "tables": ["flips.parquet"],
+             "provenance": provenance.collect()},
+            indent=2,
+        )
     )
     err_console.print(f"Wrote {out / 'flips.parquet'} and {out / 'flips.csv'}")
     if fmt == "table":
