@@ -183,6 +183,7 @@ def engine_rows(engine: Any, questions: Sequence[Tokenized]) -> list[PackedRow]:
             [sum(len(c) for c in q.choice_ids) for q in questions],
             min_shared_tokens=sharing.min_shared_tokens,
             max_row_tokens=sharing.max_row_tokens,
+            pair_cost=sharing.pair_cost,
         )
     else:
         groups = [[i] for i in range(len(questions))]

@@ -23,6 +23,7 @@ def group_questions(
     *,
     min_shared_tokens: int,
     max_row_tokens: int,
+    pair_cost: float = 0.0,
 ) -> list[list[int]]:
     """Group questions whose prompts share a prefix, so that each group packs into one row.
 
@@ -41,6 +42,8 @@ def group_questions(
             it a question starts a group of its own.
         max_row_tokens: Longest packed row; a question that is longer on its own still
             gets a group of one.
+        pair_cost: Cost of one attended (query, key) pair relative to one token's pass
+            through the layers (see :func:`joins_row`); ``0`` ignores attention.
 
     Returns:
         Groups of question indices, each in sorted-prompt order; every index appears
@@ -56,7 +59,8 @@ def group_questions(
         alone = len(prompts[i]) + choice_tokens[i]
         if current:
             shared = common_prefix_length(prompts[current[-1]], prompts[i])
-            if shared >= min_shared_tokens and row + alone - shared <= max_row_tokens:
+            fits = shared >= min_shared_tokens and row + alone - shared <= max_row_tokens
+            if fits and joins_row(row, alone, shared, pair_cost):
                 current.append(i)
                 row += alone - shared
                 continue
@@ -65,6 +69,25 @@ def group_questions(
     if current:
         groups.append(current)
     return groups
+
+
+def joins_row(row: int, alone: int, shared: int, pair_cost: float) -> bool:
+    """Whether adding a question to a row of ``row`` tokens is cheaper than its own row.
+
+    The attention mask of a row is dense, so a row of ``L`` tokens costs about
+    ``L + pair_cost * L**2`` token-equivalents whatever the tree. Joining skips the
+    ``shared`` tokens but makes every pair of the longer row pay attention; on a small
+    model with short shared prefixes (long choices) long rows are slower than separate ones.
+
+    Args:
+        row: Tokens in the row so far.
+        alone: Tokens of the question's own row (prompt plus choices).
+        shared: Prompt tokens it shares with the row.
+        pair_cost: Cost of one (query, key) pair relative to one token.
+    """
+    added = alone - shared
+    extra_pairs = (row + added) ** 2 - row**2 - alone**2
+    return shared >= pair_cost * extra_pairs
 
 
 def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:

@@ -36,7 +36,7 @@ from ray_bench.engines.base import (
 )
 from ray_bench.engines.batching import group_questions, max_position_needed, plan_batches
 from ray_bench.engines.hf_generation import DecodeSettings, decode_batch, row_seed, stop_token_ids
-from ray_bench.engines.hf_scoring import PackedScorer, sharing_options
+from ray_bench.engines.hf_scoring import PackedScorer, attention_pair_cost, sharing_options
 from ray_bench.engines.packing import PackedRow, pack_group, pack_question, validate_question
 from ray_bench.engines.prompts import build_messages, render_prompt, score_spans
 from ray_bench.errors import ConfigError, EngineError, ModelLoadError
@@ -134,7 +134,7 @@ class HFEngine:
         text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.max_positions: int | None = getattr(text_config, "max_position_embeddings", None)
         self.scorer = PackedScorer(model, self.device, self.pad_id)
-        self.sharing = sharing_options(config.options, config.max_batch_tokens)
+        self.sharing = sharing_options(config.options, config.max_batch_tokens, attention_pair_cost(model))
 
     # ----------------------------------------------------------------- scoring
     def score_choices(self, requests: Sequence[ScoreRequest]) -> list[ChoiceScores]:
@@ -179,6 +179,7 @@ class HFEngine:
             [sum(len(c) for c in spans[i][1]) for i in todo],
             min_shared_tokens=self.sharing.min_shared_tokens,
             max_row_tokens=self.sharing.max_row_tokens,
+            pair_cost=self.sharing.pair_cost,
         )
         return [[todo[j] for j in g] for g in grouped]
 

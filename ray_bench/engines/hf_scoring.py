@@ -47,11 +47,15 @@ class SharingOptions:
             prefix is computed once; ``False`` packs each question on its own.
         min_shared_tokens: Fewest prompt tokens a group of questions must share.
         max_row_tokens: Longest row a group may pack into.
+        pair_cost: The model's cost of one attended pair relative to one token
+            (:func:`attention_pair_cost`); rows stop growing when attention over the
+            longer row would cost more than the shared tokens save.
     """
 
     share_prefixes: bool = True
     min_shared_tokens: int = DEFAULT_MIN_SHARED_TOKENS
     max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS
+    pair_cost: float = 0.0
 
     def describe(self) -> dict[str, str]:
         """For the run manifest (``EngineInfo.extra``)."""
@@ -62,10 +66,29 @@ class SharingOptions:
             "share_prefixes": "true",
             "min_shared_tokens": str(self.min_shared_tokens),
             "max_row_tokens": str(self.max_row_tokens),
+            "attention_pair_cost": f"{self.pair_cost:.3g}",
         }
 
 
-def sharing_options(options: Mapping[str, Any], max_batch_tokens: int) -> SharingOptions:
+def attention_pair_cost(model: Any) -> float:
+    """FLOPs of one attended (query, key) pair relative to one token's linear FLOPs.
+
+    Per layer a pair costs ``4 * heads * head_dim`` (scores and weighted sum) and a token
+    ``2 * (attention + MLP weights)``; the layer count cancels. ``0.0`` (attention
+    ignored) when the config lacks the numbers.
+    """
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    try:
+        hidden, heads, inter = int(cfg.hidden_size), int(cfg.num_attention_heads), int(cfg.intermediate_size)
+        kv = int(getattr(cfg, "num_key_value_heads", None) or heads)
+        head_dim = int(getattr(cfg, "head_dim", None) or hidden // heads)
+    except (AttributeError, TypeError, ValueError):
+        return 0.0
+    weights = 2 * hidden * heads * head_dim + 2 * hidden * kv * head_dim + 3 * hidden * inter
+    return 4 * heads * head_dim / (2 * weights) if weights > 0 else 0.0
+
+
+def sharing_options(options: Mapping[str, Any], max_batch_tokens: int, pair_cost: float = 0.0) -> SharingOptions:
     """Read :class:`SharingOptions` from ``EngineConfig.options`` (other keys are ignored).
 
     ``max_row_tokens`` defaults to the smaller of :data:`DEFAULT_MAX_ROW_TOKENS` and the
@@ -84,7 +107,7 @@ def sharing_options(options: Mapping[str, Any], max_batch_tokens: int) -> Sharin
     for key, value in limits.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"hf option {key} must be a positive integer, got {value!r}")
-    return SharingOptions(share, **limits)
+    return SharingOptions(share, **limits, pair_cost=pair_cost)
 
 
 def tree_mask(visible_until: torch.Tensor, *, as_bool: bool, dtype: torch.dtype) -> torch.Tensor:

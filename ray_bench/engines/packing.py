@@ -145,10 +145,6 @@ class PackedRow:
         return len(self.input_ids)
 
 
-#: Kept for callers that pack one question: a one-question row.
-PackedQuestion = PackedRow
-
-
 def validate_question(prompt_ids: Sequence[int], choice_ids: Sequence[Sequence[int]]) -> None:
     """Reject questions that cannot be scored.
 
@@ -255,6 +251,7 @@ class _TreeBuilder:
         return len(self.nodes) - 1
 
     def finish(self) -> PackedRow:
+        """Lay the tree out and list, per choice token, the row position that predicts it."""
         layout = layout_tree(self.nodes)
         offsets = [0]
         for cs in self.choices:
@@ -291,19 +288,13 @@ class _TreeBuilder:
         )
 
 
-def _common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
-    first = seqs[0]
-    n = min(len(s) for s in seqs)
-    for i in range(n):
-        tok = first[i]
-        if any(s[i] != tok for s in seqs):
-            return i
-    return n
-
-
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     """Length of the longest common prefix of two token sequences."""
-    return _common_prefix_length([a, b])
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 def attends(parents: Sequence[int], segment_q: int, segment_k: int, pos_q: int, pos_k: int) -> bool:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ray_bench.engines.batching import group_questions, max_position_needed, plan_batches
+from ray_bench.engines.batching import group_questions, joins_row, max_position_needed, plan_batches
 from ray_bench.engines.packing import common_prefix_length, pack_group, pack_question
 
 
@@ -123,3 +123,24 @@ def test_group_questions_edge_cases() -> None:
     assert group_questions([[1] * 8] * 3, [2] * 3, min_shared_tokens=8, max_row_tokens=13) == [[0, 1], [2]]
     with pytest.raises(ValueError):
         group_questions([[1]], [1], min_shared_tokens=0, max_row_tokens=10)
+
+
+def test_joins_row_weighs_shared_tokens_against_attention_pairs() -> None:
+    # Free attention: any shared token is worth it.
+    assert joins_row(10_000, 100, 1, 0.0)
+    # Row 400, question 150 tokens sharing 50: extra pairs 500**2 - 400**2 - 150**2 = 67_500.
+    assert joins_row(400, 150, 50, 50 / 67_500)
+    assert not joins_row(400, 150, 50, 50 / 67_500 * 1.01)
+
+
+def test_group_questions_stops_growing_rows_when_attention_costs_more() -> None:
+    header = list(range(100, 150))  # 50 shared tokens, then 100 own tokens per question
+    prompts = [header + [i] * 60 for i in range(40)]
+    free = group_questions(prompts, [40] * 40, min_shared_tokens=16, max_row_tokens=100_000)
+    costly = group_questions(prompts, [40] * 40, min_shared_tokens=16, max_row_tokens=100_000, pair_cost=5e-4)
+    assert len(free) == 1 and 1 < len(costly) < 40
+    for g in costly:  # every join paid off under the cost model
+        row = 150
+        for i in g[1:]:
+            assert joins_row(row, 150, 50, 5e-4)
+            row += 100

@@ -392,6 +392,7 @@ def test_sharing_options_are_validated_and_reported(loaded) -> None:
 
     info = _engine(loaded, min_shared_tokens=4, max_row_tokens=512).info().extra
     assert info["share_prefixes"] == "true" and info["min_shared_tokens"] == "4" and info["max_row_tokens"] == "512"
+    assert 0 < float(info["attention_pair_cost"]) < 0.1
     assert _engine(loaded, max_batch_tokens=300).info().extra["max_row_tokens"] == "300"
     for bad in ({"share_prefixes": "no"}, {"min_shared_tokens": 0}, {"max_row_tokens": 1.5}):
         with pytest.raises(ConfigError):
@@ -413,3 +414,14 @@ def test_prefix_sharing_eager_and_full_logits_paths(loaded, shared_reference) ->
     questions = _shared_questions()
     for variant in (eager, full):
         _assert_exact(variant.score_choices(questions), questions, ref)
+
+
+def test_attention_pair_cost_from_config() -> None:
+    from types import SimpleNamespace
+
+    from ray_bench.engines.hf_scoring import attention_pair_cost
+
+    cfg = SimpleNamespace(hidden_size=256, num_attention_heads=4, intermediate_size=1024, num_key_value_heads=2)
+    # Per layer: pair 4*256 FLOPs; token 2 * (2*256*256 + 2*256*128 + 3*256*1024) FLOPs.
+    assert attention_pair_cost(SimpleNamespace(config=cfg)) == pytest.approx(1024 / (2 * 983_040))
+    assert attention_pair_cost(SimpleNamespace(config=SimpleNamespace(hidden_size=8))) == 0.0
