@@ -175,7 +175,7 @@ def _question_lines(setup: dict[str, Any]) -> list[str]:
         lines.append(
             "note: the synthetic structure is an assumption, not measured data. Real data for comparison (demo "
             "tokenizer, first 180 questions, with / without this default system message): BBQ 68% / 57%, "
-            f"BiasLens-Choices 71% / 56%, StereoSet-Intersentence 73% / 38%. This set shares {verdict} those, so "
+            f"BiasLens-Choices 71% / 55%, StereoSet-Intersentence 73% / 38%. This set shares {verdict} those, so "
             "judge (c) on real questions too: --data DIR --dataset NAME."
         )
     return lines

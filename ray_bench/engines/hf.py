@@ -13,7 +13,9 @@ Engine-specific ``EngineConfig.options``: ``attn_implementation`` (default ``sdp
 scoring needs ``sdpa`` or ``eager``), ``trust_remote_code`` (default ``False``),
 ``share_prefixes`` (default ``True``; ``False`` packs each question alone),
 ``min_shared_tokens`` (default 16) and ``max_row_tokens`` (default ``min(2048,
-max_batch_tokens)``), see :class:`ray_bench.engines.hf_scoring.SharingOptions`.
+max_batch_tokens)``), see :class:`ray_bench.engines.hf_scoring.SharingOptions`; a
+shared row also stops growing where attention over it would cost more than the shared
+tokens save (:func:`ray_bench.engines.batching.joins_row`).
 """
 
 from __future__ import annotations
