@@ -7,9 +7,75 @@ once) and which rows share a forward (similar lengths under a padded-token budge
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from ray_bench.engines.packing import common_prefix_length
+from ray_bench.errors import ConfigError
+
+#: Default of ``min_shared_tokens``: a shared prefix shorter than this is not worth
+#: longer rows (chat templates alone share a few tokens between any two prompts).
+DEFAULT_MIN_SHARED_TOKENS = 16
+#: Default cap of a prefix-shared row: attention over a row grows with its square.
+DEFAULT_MAX_ROW_TOKENS = 2048
+
+
+@dataclass(frozen=True)
+class SharingOptions:
+    """How questions are grouped into rows (``EngineConfig.options`` of the hf engine).
+
+    Attributes:
+        share_prefixes: Pack questions whose prompts share a prefix into one row, so the
+            prefix is computed once; ``False`` packs each question on its own.
+        min_shared_tokens: Fewest prompt tokens a group of questions must share.
+        max_row_tokens: Longest row a group may pack into.
+        pair_cost: The model's cost of one attended pair relative to one token
+            (:func:`ray_bench.engines.hf_scoring.attention_pair_cost`); rows stop
+            growing when attention over the longer row would cost more than the
+            shared tokens save.
+    """
+
+    share_prefixes: bool = True
+    min_shared_tokens: int = DEFAULT_MIN_SHARED_TOKENS
+    max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS
+    pair_cost: float = 0.0
+
+    def describe(self) -> dict[str, str]:
+        """For the run manifest (``EngineInfo.extra``)."""
+        if not self.share_prefixes:
+            return {"scoring": "packed prompt-once per question (tree mask)", "share_prefixes": "false"}
+        return {
+            "scoring": "packed prefix tree across questions (tree mask)",
+            "share_prefixes": "true",
+            "min_shared_tokens": str(self.min_shared_tokens),
+            "max_row_tokens": str(self.max_row_tokens),
+            "attention_pair_cost": f"{self.pair_cost:.3g}",
+        }
+
+
+def sharing_options(options: Mapping[str, Any], max_batch_tokens: int, pair_cost: float = 0.0) -> SharingOptions:
+    """Read :class:`SharingOptions` from ``EngineConfig.options`` (other keys are ignored).
+
+    Torch-free, so options can be checked before a model is loaded.
+
+    ``max_row_tokens`` defaults to the smaller of :data:`DEFAULT_MAX_ROW_TOKENS` and the
+    batch budget, so one row always fits a batch.
+
+    Raises:
+        ConfigError: a value has the wrong type or range.
+    """
+    share = options.get("share_prefixes", True)
+    if not isinstance(share, bool):
+        raise ConfigError(f"hf option share_prefixes must be true or false, got {share!r}")
+    limits = {
+        "min_shared_tokens": options.get("min_shared_tokens", DEFAULT_MIN_SHARED_TOKENS),
+        "max_row_tokens": options.get("max_row_tokens", min(DEFAULT_MAX_ROW_TOKENS, max_batch_tokens)),
+    }
+    for key, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"hf option {key} must be a positive integer, got {value!r}")
+    return SharingOptions(share, **limits, pair_cost=pair_cost)
 
 
 def max_position_needed(prompt_len: int, choice_lens: Sequence[int]) -> int:

@@ -13,7 +13,7 @@ Engine-specific ``EngineConfig.options``: ``attn_implementation`` (default ``sdp
 scoring needs ``sdpa`` or ``eager``), ``trust_remote_code`` (default ``False``),
 ``share_prefixes`` (default ``True``; ``False`` packs each question alone),
 ``min_shared_tokens`` (default 16) and ``max_row_tokens`` (default ``min(2048,
-max_batch_tokens)``), see :class:`ray_bench.engines.hf_scoring.SharingOptions`; a
+max_batch_tokens)``), see :class:`ray_bench.engines.batching.SharingOptions`; a
 shared row also stops growing where attention over it would cost more than the shared
 tokens save (:func:`ray_bench.engines.batching.joins_row`).
 """
@@ -36,9 +36,9 @@ from ray_bench.engines.base import (
     ScoreRequest,
     register_engine,
 )
-from ray_bench.engines.batching import group_questions, max_position_needed, plan_batches
+from ray_bench.engines.batching import group_questions, max_position_needed, plan_batches, sharing_options
 from ray_bench.engines.hf_generation import DecodeSettings, decode_batch, row_seed, stop_token_ids
-from ray_bench.engines.hf_scoring import PackedScorer, attention_pair_cost, sharing_options
+from ray_bench.engines.hf_scoring import PackedScorer, attention_pair_cost
 from ray_bench.engines.packing import PackedRow, pack_group, pack_question, validate_question
 from ray_bench.engines.prompts import build_messages, render_prompt, score_spans
 from ray_bench.errors import ConfigError, EngineError, ModelLoadError

@@ -11,14 +11,12 @@ large vocabulary never materializes a ``tokens x vocab`` matrix.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from ray_bench.engines.packing import PackedRow
-from ray_bench.errors import ConfigError
 
 #: Config attributes that post-process logits inside ``forward``; with any of them set,
 #: the head cannot be applied on its own and the full model forward is used instead.
@@ -29,45 +27,6 @@ _LOGIT_CHUNK_BYTES = 1 << 28
 
 #: One question's result: per-choice log-prob sums and per-choice token counts.
 QuestionScore = tuple[tuple[float, ...], tuple[int, ...]]
-
-
-#: Default of ``min_shared_tokens``: a shared prefix shorter than this is not worth
-#: longer rows (chat templates alone share a few tokens between any two prompts).
-DEFAULT_MIN_SHARED_TOKENS = 16
-#: Default cap of a prefix-shared row: attention over a row grows with its square.
-DEFAULT_MAX_ROW_TOKENS = 2048
-
-
-@dataclass(frozen=True)
-class SharingOptions:
-    """How questions are grouped into rows (``EngineConfig.options`` of the hf engine).
-
-    Attributes:
-        share_prefixes: Pack questions whose prompts share a prefix into one row, so the
-            prefix is computed once; ``False`` packs each question on its own.
-        min_shared_tokens: Fewest prompt tokens a group of questions must share.
-        max_row_tokens: Longest row a group may pack into.
-        pair_cost: The model's cost of one attended pair relative to one token
-            (:func:`attention_pair_cost`); rows stop growing when attention over the
-            longer row would cost more than the shared tokens save.
-    """
-
-    share_prefixes: bool = True
-    min_shared_tokens: int = DEFAULT_MIN_SHARED_TOKENS
-    max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS
-    pair_cost: float = 0.0
-
-    def describe(self) -> dict[str, str]:
-        """For the run manifest (``EngineInfo.extra``)."""
-        if not self.share_prefixes:
-            return {"scoring": "packed prompt-once per question (tree mask)", "share_prefixes": "false"}
-        return {
-            "scoring": "packed prefix tree across questions (tree mask)",
-            "share_prefixes": "true",
-            "min_shared_tokens": str(self.min_shared_tokens),
-            "max_row_tokens": str(self.max_row_tokens),
-            "attention_pair_cost": f"{self.pair_cost:.3g}",
-        }
 
 
 def attention_pair_cost(model: Any) -> float:
@@ -86,28 +45,6 @@ def attention_pair_cost(model: Any) -> float:
         return 0.0
     weights = 2 * hidden * heads * head_dim + 2 * hidden * kv * head_dim + 3 * hidden * inter
     return 4 * heads * head_dim / (2 * weights) if weights > 0 else 0.0
-
-
-def sharing_options(options: Mapping[str, Any], max_batch_tokens: int, pair_cost: float = 0.0) -> SharingOptions:
-    """Read :class:`SharingOptions` from ``EngineConfig.options`` (other keys are ignored).
-
-    ``max_row_tokens`` defaults to the smaller of :data:`DEFAULT_MAX_ROW_TOKENS` and the
-    batch budget, so one row always fits a batch.
-
-    Raises:
-        ConfigError: a value has the wrong type or range.
-    """
-    share = options.get("share_prefixes", True)
-    if not isinstance(share, bool):
-        raise ConfigError(f"hf option share_prefixes must be true or false, got {share!r}")
-    limits = {
-        "min_shared_tokens": options.get("min_shared_tokens", DEFAULT_MIN_SHARED_TOKENS),
-        "max_row_tokens": options.get("max_row_tokens", min(DEFAULT_MAX_ROW_TOKENS, max_batch_tokens)),
-    }
-    for key, value in limits.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"hf option {key} must be a positive integer, got {value!r}")
-    return SharingOptions(share, **limits, pair_cost=pair_cost)
 
 
 def tree_mask(visible_until: torch.Tensor, *, as_bool: bool, dtype: torch.dtype) -> torch.Tensor:
