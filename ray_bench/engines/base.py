@@ -160,7 +160,8 @@ _BUILTIN_MODULES = {
 # Light (no torch/vLLM) validators of `EngineConfig.options`, run on the driver so that a
 # typo fails before any actor reserves a GPU.
 _OPTION_CHECKERS = {
-    "vllm": "ray_bench.engines.vllm_options:parse_vllm_options",
+    "hf": "ray_bench.engines.batching:check_hf_options",
+    "vllm": "ray_bench.engines.vllm_options:check_vllm_options",
     "dummy": "ray_bench.engines.dummy:check_options",
 }
 
@@ -174,7 +175,7 @@ def check_engine_options(config: EngineConfig) -> None:
     target = _OPTION_CHECKERS.get(config.name)
     if target is not None:
         module_name, _, attr = target.partition(":")
-        getattr(importlib.import_module(module_name), attr)(config.options)
+        getattr(importlib.import_module(module_name), attr)(config.options, config.max_batch_tokens)
 
 
 def register_engine(name: str) -> Callable[[EngineFactory], EngineFactory]:

@@ -78,6 +78,33 @@ def sharing_options(options: Mapping[str, Any], max_batch_tokens: int, pair_cost
     return SharingOptions(share, **limits, pair_cost=pair_cost)
 
 
+#: Every ``EngineConfig.options`` key the hf engine understands.
+HF_OPTION_KEYS = ("attn_implementation", "trust_remote_code", "share_prefixes", "min_shared_tokens", "max_row_tokens")
+
+
+def check_hf_options(options: Mapping[str, Any], max_batch_tokens: int) -> None:
+    """Refuse unknown or invalid hf engine options (torch-free: runs on the driver).
+
+    Raises:
+        ConfigError: an unknown key (closest match suggested) or a bad value.
+    """
+    import difflib
+
+    for key in options:
+        if key not in HF_OPTION_KEYS:
+            close = difflib.get_close_matches(key, HF_OPTION_KEYS, n=1)
+            raise ConfigError(
+                f"unknown hf engine option {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+                hint=f"hf engine options: {', '.join(HF_OPTION_KEYS)}.",
+            )
+    attn = options.get("attn_implementation", "sdpa")
+    if attn not in ("sdpa", "eager"):
+        raise ConfigError(f"hf option attn_implementation must be 'sdpa' or 'eager', got {attn!r}")
+    if not isinstance(options.get("trust_remote_code", False), bool):
+        raise ConfigError("hf option trust_remote_code must be true or false")
+    sharing_options(options, max_batch_tokens)
+
+
 def max_position_needed(prompt_len: int, choice_lens: Sequence[int]) -> int:
     """Largest sequence length a packed question needs (``P + max(Ci)``), not the row length."""
     return prompt_len + max(choice_lens, default=0)

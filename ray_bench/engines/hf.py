@@ -36,7 +36,7 @@ from ray_bench.engines.base import (
     ScoreRequest,
     register_engine,
 )
-from ray_bench.engines.batching import group_questions, max_position_needed, plan_batches, sharing_options
+from ray_bench.engines.batching import check_hf_options, group_questions, max_position_needed, plan_batches, sharing_options
 from ray_bench.engines.hf_generation import DecodeSettings, decode_batch, row_seed, stop_token_ids
 from ray_bench.engines.hf_scoring import PackedScorer, attention_pair_cost
 from ray_bench.engines.packing import PackedRow, pack_group, pack_question, validate_question
@@ -356,6 +356,7 @@ def create_hf_engine(model: ModelSpec, config: EngineConfig) -> HFEngine:
         ModelLoadError: the path is missing or does not hold a loadable causal LM.
         ConfigError: the device or attention implementation is unusable.
     """
+    check_hf_options(config.options, config.max_batch_tokens)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     hf_model, tokenizer = load_model_and_tokenizer(model, config, device, dtype)

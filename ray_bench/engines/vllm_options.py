@@ -65,6 +65,11 @@ def parse_vllm_options(options: Mapping[str, Any]) -> VllmOptions:
         raise config_error_from(exc, "vLLM engine options") from None
 
 
+def check_vllm_options(options: Mapping[str, Any], max_batch_tokens: int = 0) -> None:
+    """Driver-side check of the vLLM options (the scoring budget does not apply to vLLM)."""
+    parse_vllm_options(options)
+
+
 def resolve_dtype(engine_dtype: str, option_dtype: str | None) -> str:
     """The vLLM ``dtype``: engine ``auto`` is bf16 (vLLM's ``auto`` turns fp32 into fp16).
 

@@ -63,3 +63,9 @@ def test_bad_engine_option_fails_before_ray(tmp_path, capsys):
                  "--out", str(tmp_path / "o"), "--engine", "vllm", "--engine-option", "gpu_memory_utlization=0.9"],
                 capsys)
     assert "gpu_memory_utlization" in err[0] and err[1].startswith("Hint:")
+
+
+def test_hf_option_typo_suggests_closest(tmp_path, capsys):
+    err = _fail(["run", "--model", "m=org/x", "--dataset", "BBQ", "--data", str(tmp_path),
+                 "--out", str(tmp_path / "o"), "--engine-option", "share_prefix=false"], capsys)
+    assert "unknown hf engine option 'share_prefix'" in err[0] and "share_prefixes" in err[0]
