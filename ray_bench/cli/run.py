@@ -82,9 +82,10 @@ def run(
     }
     cfg = build_run_config(config, overrides)
     summary = run_pipeline(cfg, progress=not quiet)
+    where = f"on {summary.device}" if summary.device else "nothing left to run"
     err_console.print(
         f"{summary.done} shard(s) computed, {summary.skipped} already done, "
-        f"{len(summary.failed)} failed, on {summary.device or 'nothing'} in {summary.seconds:.1f}s"
+        f"{len(summary.failed)} failed ({where}) in {summary.seconds:.1f}s"
     )
     out_console.print(str(summary.out_dir))
     if summary.failed:
