@@ -28,3 +28,11 @@ def test_duplicate_model_names_and_bad_values_are_refused():
         build_config(RunConfig, {**base, "models": ["a=org/x", "a=org/y"]}, "t")
     with pytest.raises(ConfigError, match="temperature"):
         build_config(RunConfig, {**base, "models": ["a=org/x"], "engine": {"temperature": -1}}, "t")
+
+
+def test_batch_budget_defaults_by_device_and_explicit_value_wins():
+    from ray_bench.config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, EngineConfig
+
+    assert EngineConfig().batch_budget("cpu") == CPU_BATCH_TOKENS == 2048
+    assert EngineConfig().batch_budget("cuda") == GPU_BATCH_TOKENS == 16384
+    assert EngineConfig(max_batch_tokens=500).batch_budget("cuda") == 500

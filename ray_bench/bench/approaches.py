@@ -166,7 +166,7 @@ def run_engine(
     res.sums = [s.logprob_sums for s in scores]
     res.counts = [s.num_tokens for s in scores]
     rows = engine_rows(engine, questions)
-    for batch in plan_batches([row.length for row in rows], engine.config.max_batch_tokens):
+    for batch in plan_batches([row.length for row in rows], engine.batch_tokens):
         res.forwards += 1
         res.padded_tokens += len(batch) * max(rows[i].length for i in batch)
     res.real_tokens = sum(row.length for row in rows)

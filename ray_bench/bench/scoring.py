@@ -32,6 +32,7 @@ from ray_bench.bench.flops import flop_model_of, measure_peak_flops, row_flops, 
 from ray_bench.bench.models import ModelShape, build_random_model, count_parameters
 from ray_bench.bench.questions import QWEN_SYSTEM_PROMPT, SyntheticShape
 from ray_bench.bench.report import ScoringBenchReport, exactness, shared_prefix_fraction, speedups, summarize
+from ray_bench.config import EngineConfig
 from ray_bench.engines.base import ScoreRequest
 from ray_bench.errors import ConfigError
 
@@ -144,7 +145,7 @@ def _prepare(opts: ScoringBenchOptions, say: Any) -> _Workload:
 
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
-    budget = opts.max_batch_tokens or default_batch_tokens(device)
+    budget = EngineConfig(max_batch_tokens=opts.max_batch_tokens).batch_budget(getattr(device, "type", "cpu"))
     with tempfile.TemporaryDirectory(prefix="rb-bench-") as tmp:
         tokenizer = _load_tokenizer(opts.tokenizer, Path(tmp))
     if len(tokenizer) > opts.shape.vocab:
@@ -167,7 +168,6 @@ def _prepare(opts: ScoringBenchOptions, say: Any) -> _Workload:
 
 
 def _engine(model: Any, tokenizer: Any, opts: ScoringBenchOptions, budget: int, system: str | None, *, share: bool) -> Any:
-    from ray_bench.config import EngineConfig
     from ray_bench.engines.hf import HFEngine
 
     options: dict[str, Any] = {"share_prefixes": share}
@@ -271,11 +271,6 @@ def _setup(opts: ScoringBenchOptions, w: _Workload, parameters: int, dtype_name:
         "mean_choices": sum(len(t.choice_ids) for t in w.tokenized) / n,
         "engine_info": w.engines["engine"].info().extra,
     }
-
-
-def default_batch_tokens(device: Any) -> int:
-    """Token budget when none is given: small on CPU, where activations should stay in cache."""
-    return 16384 if getattr(device, "type", "cpu") == "cuda" else 2048
 
 
 def _load_average() -> float | None:

@@ -175,7 +175,7 @@ def check_engine_options(config: EngineConfig) -> None:
     target = _OPTION_CHECKERS.get(config.name)
     if target is not None:
         module_name, _, attr = target.partition(":")
-        getattr(importlib.import_module(module_name), attr)(config.options, config.max_batch_tokens)
+        getattr(importlib.import_module(module_name), attr)(config.options)
 
 
 def register_engine(name: str) -> Callable[[EngineFactory], EngineFactory]:

@@ -82,7 +82,7 @@ def sharing_options(options: Mapping[str, Any], max_batch_tokens: int, pair_cost
 HF_OPTION_KEYS = ("attn_implementation", "trust_remote_code", "share_prefixes", "min_shared_tokens", "max_row_tokens")
 
 
-def check_hf_options(options: Mapping[str, Any], max_batch_tokens: int) -> None:
+def check_hf_options(options: Mapping[str, Any]) -> None:
     """Refuse unknown or invalid hf engine options (torch-free: runs on the driver).
 
     Raises:
@@ -102,7 +102,7 @@ def check_hf_options(options: Mapping[str, Any], max_batch_tokens: int) -> None:
         raise ConfigError(f"hf option attn_implementation must be 'sdpa' or 'eager', got {attn!r}")
     if not isinstance(options.get("trust_remote_code", False), bool):
         raise ConfigError("hf option trust_remote_code must be true or false")
-    sharing_options(options, max_batch_tokens)
+    sharing_options(options, DEFAULT_MAX_ROW_TOKENS)
 
 
 def max_position_needed(prompt_len: int, choice_lens: Sequence[int]) -> int:

@@ -42,8 +42,8 @@ class DummyOptions(BaseModel):
     delay_s: float = Field(default=0.0, ge=0.0)
 
 
-def check_options(options: dict, max_batch_tokens: int = 0) -> DummyOptions:
-    """Validate ``EngineConfig.options`` of the dummy engine (the budget is unused)."""
+def check_options(options: dict) -> DummyOptions:
+    """Validate ``EngineConfig.options`` of the dummy engine."""
     return build_config(DummyOptions, dict(options), "dummy engine options")
 
 

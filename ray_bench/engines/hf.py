@@ -136,7 +136,8 @@ class HFEngine:
         text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.max_positions: int | None = getattr(text_config, "max_position_embeddings", None)
         self.scorer = PackedScorer(model, self.device, self.pad_id)
-        self.sharing = sharing_options(config.options, config.max_batch_tokens, attention_pair_cost(model))
+        self.batch_tokens = config.batch_budget(self.device.type)
+        self.sharing = sharing_options(config.options, self.batch_tokens, attention_pair_cost(model))
 
     # ----------------------------------------------------------------- scoring
     def score_choices(self, requests: Sequence[ScoreRequest]) -> list[ChoiceScores]:
@@ -151,7 +152,7 @@ class HFEngine:
                 results[i] = ChoiceScores(req.question_id, error=_describe(exc))
         groups = self._groups(spans)
         rows = [pack_group([spans[m][0] for m in g], [spans[m][1] for m in g]) for g in groups]
-        for batch in plan_batches([row.length for row in rows], self.config.max_batch_tokens):
+        for batch in plan_batches([row.length for row in rows], self.batch_tokens):
             self._score_rows([rows[b] for b in batch], [groups[b] for b in batch], spans, requests, results)
         return [r for r in results if r is not None]  # every slot is filled above
 
@@ -356,7 +357,7 @@ def create_hf_engine(model: ModelSpec, config: EngineConfig) -> HFEngine:
         ModelLoadError: the path is missing or does not hold a loadable causal LM.
         ConfigError: the device or attention implementation is unusable.
     """
-    check_hf_options(config.options, config.max_batch_tokens)
+    check_hf_options(config.options)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     hf_model, tokenizer = load_model_and_tokenizer(model, config, device, dtype)

@@ -65,8 +65,8 @@ def parse_vllm_options(options: Mapping[str, Any]) -> VllmOptions:
         raise config_error_from(exc, "vLLM engine options") from None
 
 
-def check_vllm_options(options: Mapping[str, Any], max_batch_tokens: int = 0) -> None:
-    """Driver-side check of the vLLM options (the scoring budget does not apply to vLLM)."""
+def check_vllm_options(options: Mapping[str, Any]) -> None:
+    """Driver-side check of the vLLM options."""
     parse_vllm_options(options)
 
 
