@@ -7,11 +7,10 @@ fingerprint in the Parquet metadata, so it describes itself even without the man
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ray_bench.atomic import atomic_path
 from ray_bench.errors import ResultsError
 
 if TYPE_CHECKING:
@@ -36,13 +35,8 @@ def write_shard(path: Path, table: pa.Table, fingerprint: str) -> None:
     meta = dict(table.schema.metadata or {})
     meta[FINGERPRINT_KEY] = fingerprint.encode()
     table = table.cast(result_schema()).replace_schema_metadata(meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_fingerprint(path: Path) -> str | None:

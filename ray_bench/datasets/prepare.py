@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ray_bench.atomic import write_json_atomic
 from ray_bench.datasets.loading import LoadedDataset, load_dataset
 from ray_bench.datasets.sources import DEFAULT_TIMEOUT_S, Source
 from ray_bench.datasets.specs import DatasetSpec, get_spec, resolve_names
@@ -202,11 +202,7 @@ def _update_manifest(
         manifest["skipped"][name] = {"source": source, "missing": list(missing), "checked_at": now}
     for entry in prepared:
         manifest["skipped"].pop(entry.name, None)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".manifest.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, manifest)
     return path
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ray_bench.atomic import write_bytes_atomic
 from ray_bench.datasets.iat import IAT_STIMULI_URL
 from ray_bench.errors import ConfigError, DownloadError
 
@@ -152,8 +152,4 @@ def _cache_path(url: str) -> Path:
 
 
 def _write_cache(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)

@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ray_bench.atomic import atomic_path
 from ray_bench.datasets.records import Question
 from ray_bench.datasets.specs import DATASETS, get_spec
 from ray_bench.errors import ConfigError, DatasetError
@@ -41,15 +41,8 @@ def write_table_atomic(table: pa.Table, path: Path) -> None:
     """
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".parquet.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_questions(data_dir: str | os.PathLike[str], name: str) -> pa.Table:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ray_bench.atomic import write_json_atomic
 from ray_bench.errors import QuantizationError
 
 #: File name of the card inside the checkpoint directory.
@@ -63,9 +64,7 @@ def read_card(model_path: str | Path) -> dict[str, Any] | None:
 def write_card(model_path: str | Path, card: dict[str, Any]) -> Path:
     """Write ``card`` as ``quantization_card.json`` into ``model_path`` and return its path."""
     path = card_path(model_path)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, card)
     return path
 
 

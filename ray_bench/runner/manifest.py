@@ -8,11 +8,11 @@ shard. Shard *files* are the source of truth for completion; the manifest explai
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray_bench.atomic import write_json_atomic
 from ray_bench.errors import ResultsError, ResumeMismatchError
 
 MANIFEST_NAME = "manifest.json"
@@ -43,10 +43,7 @@ class Manifest:
 
     def save(self) -> None:
         """Write atomically (temp file, then rename)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=False, default=str))
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, self.data)
 
     def check_models(self, models: dict[str, str]) -> None:
         """Refuse to mix results of two different models under one name."""

@@ -107,14 +107,7 @@ def test_scores_match_naive_reference(loaded, reference, budget: int, expect: st
         assert rows == [len(questions)]
     else:
         assert len(rows) > 1 and max(rows) > 1
-    assert [r.question_id for r in results] == [q.question_id for q in questions]
-    worst = 0.0
-    for q, res in zip(questions, results):
-        assert res.error is None, res.error
-        sums, counts = reference[q.question_id]
-        assert list(res.num_tokens) == counts
-        worst = max(worst, *(abs(a - b) for a, b in zip(res.logprob_sums, sums)))
-    assert worst < TOL, f"max |diff| {worst:.2e}"
+    _assert_exact(results, questions, reference)
 
 
 def test_probs_and_prediction_match_hand_computation(loaded) -> None:
