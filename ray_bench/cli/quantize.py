@@ -6,7 +6,6 @@ Progress and logs go to stderr; stdout gets one tab-separated line per variant:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -127,8 +126,10 @@ def _choose_executor(executor: str, job: Any, tasks: list) -> str:
         raise ConfigError(f"--executor must be auto, local or ray, got {executor!r}")
     if executor != "auto":
         return executor
-    env = job.environment
-    elsewhere = env.python or env.pip or os.environ.get("RAY_BENCH_QUANT_PYTHON") or job.ray_address
+    from ray_bench.runner.quantize_tasks import runtime_env_for
+
+    # A separate quantization environment or a cluster means Ray tasks, never this process.
+    elsewhere = runtime_env_for(job.environment) is not None or job.ray_address
     here = importlib.util.find_spec("llmcompressor") is not None
     return "local" if len(tasks) == 1 and here and not elsewhere else "ray"
 
