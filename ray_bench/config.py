@@ -219,3 +219,57 @@ def build_config(model_cls: type[BaseModel], data: dict[str, Any], source: str) 
         return model_cls.model_validate(data)
     except ValidationError as exc:
         raise config_error_from(exc, source) from None
+
+
+class AnalyzeConfig(_Strict):
+    """The configuration of ``ray-bench analyze`` (YAML keys = these fields).
+
+    Attributes:
+        results: The run's ``--out`` directory.
+        out: Where the analysis tables are written.
+        data: The prepared questions; default: the directory the run's manifest records.
+        base: One base model for every model not paired otherwise.
+        pairs: ``variant: base`` for variants without a quantization card.
+        controls: ``control: base``: the same checkpoint as ``base`` scored again (another
+            batch order, engine or dtype), whose flips measure numerical noise.
+        permutations: Permutations of each paired permutation test.
+        bootstrap: Resamples of each bootstrap CI.
+        seed: Seeds every permutation and bootstrap (each test derives its own from it).
+        min_group_questions: Questions a social group needs to appear in the asymmetry table.
+        min_test_questions: Questions a test group needs to be tested (else "untested").
+        text_metrics: Compute text change (ROUGE-L, ...) of open-ended answers.
+    """
+
+    results: Path
+    out: Path
+    data: Path | None = None
+    base: str | None = None
+    pairs: dict[str, str] = Field(default_factory=dict)
+    controls: dict[str, str] = Field(default_factory=dict)
+    permutations: int = Field(default=1000, ge=1)
+    bootstrap: int = Field(default=1000, ge=1)
+    seed: int = 0
+    min_group_questions: int = Field(default=50, ge=1)
+    min_test_questions: int = Field(default=10, ge=2)
+    text_metrics: bool = True
+
+    @model_validator(mode="after")
+    def _one_control_per_base(self) -> AnalyzeConfig:
+        bases = list(self.controls.values())
+        dupes = sorted({b for b in bases if bases.count(b) > 1})
+        if dupes:
+            raise ValueError(f"at most one control per base, {dupes[0]!r} has {bases.count(dupes[0])}")
+        return self
+
+
+def parse_assignments(items: list[str] | None, flag: str) -> dict[str, str] | None:
+    """``["A=B", ...]`` -> ``{"A": "B"}`` (``None`` when no item was given)."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        left, sep, right = item.partition("=")
+        if not sep or not left or not right:
+            raise ConfigError(f"{flag} {item!r} must look like NAME=BASE", hint=f"For example {flag} rtn-w4a16=base.")
+        out[left] = right
+    return out

@@ -1,5 +1,6 @@
-"""Analyses of result tables: pure Polars, no I/O and no Ray."""
+"""Analyses of result tables: pure Polars (and NumPy for the tests), no I/O and no Ray.
 
-from ray_bench.analysis.flips import ENTROPY_BINS, flip_table, normalized_entropy, pair_with_base
-
-__all__ = ["ENTROPY_BINS", "flip_table", "normalized_entropy", "pair_with_base"]
+The entry point is :func:`ray_bench.analysis.study.analyze_frames`; each table has its own
+module (fields, flips, entropy, metrics, groups, text) and docs/analysis.md lists them all.
+Submodules are imported on use so that ``import ray_bench.analysis`` stays light.
+"""

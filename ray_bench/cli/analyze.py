@@ -1,10 +1,10 @@
-"""`ray-bench analyze`: flips of every model against a base model."""
+"""`ray-bench analyze`: every variant against its own base: flips, bias metrics, tests, groups."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -12,46 +12,69 @@ from ray_bench.cli.common import err_console, out_console
 
 EPILOG = (
     "Examples:\n\n"
-    "  ray-bench analyze --results runs/r1 --base base --out runs/r1/analysis\n\n"
-    "  ray-bench analyze --results runs/r1 --base base --out analysis/ --format csv > flips.csv"
+    "  ray-bench analyze --results runs/r1 --out runs/r1/analysis\n\n"
+    "  ray-bench analyze --results runs/r1 --base base --out analysis/ --format csv > flips.csv\n\n"
+    "  ray-bench analyze --results runs/r1 --pair q4=base --pair q8=base --control base-vllm=base --out analysis/\n\n"
+    "  ray-bench analyze --config jobs/analyze.yaml --permutations 200"
 )
 
 
 def analyze(
-    results: Annotated[Path, typer.Option("--results", help="The --out directory of `ray-bench run`.")],
-    base: Annotated[str, typer.Option("--base", help="Name of the base model to compare against.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write flips.parquet and flips.csv.")],
-    fmt: Annotated[str, typer.Option("--format", help="stdout format: table, csv or json.")] = "table",
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML with AnalyzeConfig fields; flags override it.")] = None,
+    results: Annotated[Optional[Path], typer.Option("--results", help="The --out directory of `ray-bench run`.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the tables (Parquet + CSV).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Prepared questions (default: the run's).")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", help="Pair every other model with this base.")] = None,
+    pair: Annotated[Optional[list[str]], typer.Option("--pair", help="VARIANT=BASE; repeatable.")] = None,
+    control: Annotated[Optional[list[str]], typer.Option("--control", help="CONTROL=BASE: the base re-scored.")] = None,
+    permutations: Annotated[Optional[int], typer.Option("--permutations", help="Per test [default: 1000].")] = None,
+    bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Resamples per CI [default: 1000].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of every test [default: 0].")] = None,
+    min_group_questions: Annotated[
+        Optional[int], typer.Option("--min-group-questions", help="Questions a social group needs [default: 50].")
+    ] = None,
+    no_text_metrics: Annotated[bool, typer.Option("--no-text-metrics", help="Skip ROUGE-L etc. of open answers.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="stdout format: table, csv or json (of the flip summary).")] = "table",
 ) -> None:
-    """Pair each model with the base on question_id; print and write flip rates per dataset.
+    """Pair each variant with its own base and write every analysis table.
 
-    For each (model, dataset): questions paired, response flip rate, and by the base
-    model's normalized-entropy bin (low <= 1/3 < medium <= 2/3 < high) the share of
-    questions in the bin and the % of them that flipped.
+    Tables: flips (with Wilson intervals and direction), uncertainty (by the base's entropy
+    bin), significance (bias metric of base and variant, paired permutation test, bootstrap
+    CI, Cohen's d_z, BH-FDR), groups (asymmetry), rankings, entropy distributions, text
+    changes; see docs/analysis.md. stdout: the per-dataset flip summary.
     """
-    from ray_bench import provenance
-    from ray_bench.analysis import flip_table
+    from ray_bench.config import AnalyzeConfig, build_config, load_yaml, merge_overrides, parse_assignments
     from ray_bench.errors import ConfigError
-    from ray_bench.report.tables import flip_rich_table
-    from ray_bench.results import read_results
+    from ray_bench.report.analyze import analyze_run
+    from ray_bench.report.tables import summary_rich_table
 
     if fmt not in ("table", "csv", "json"):
         raise ConfigError(f"--format must be table, csv or json, got {fmt!r}")
-    flips = flip_table(read_results(results), base)
-    out.mkdir(parents=True, exist_ok=True)
-    flips.write_parquet(out / "flips.parquet")
-    flips.write_csv(out / "flips.csv")
-    (out / "analysis.json").write_text(
-        json.dumps(
-            {"results": str(results.resolve()), "base": base, "tables": ["flips.parquet"],
-             "provenance": provenance.collect()},
-            indent=2,
-        )
-    )
-    err_console.print(f"Wrote {out / 'flips.parquet'} and {out / 'flips.csv'}")
+    overrides: dict[str, Any] = {
+        "results": results, "out": out, "data": data, "base": base,
+        "pairs": parse_assignments(pair, "--pair"), "controls": parse_assignments(control, "--control"),
+        "permutations": permutations, "bootstrap": bootstrap, "seed": seed,
+        "min_group_questions": min_group_questions, "text_metrics": False if no_text_metrics else None,
+    }
+    source = f"analyze config{f' {config}' if config else ''}"
+    cfg = build_config(AnalyzeConfig, merge_overrides(load_yaml(config), overrides), source)
+    result = analyze_run(cfg)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]Warning:[/yellow] {warning}")
+    err_console.print(f"Wrote {len(result.tables)} tables to {result.out_dir} in {result.seconds:.1f} s")
+    summary = result.tables["flips"].filter(pl_all_axes())
     if fmt == "table":
-        out_console.print(flip_rich_table(flips, base))
+        out_console.print(summary_rich_table(summary, result.tables["significance"]))
     elif fmt == "csv":
-        typer.echo(flips.write_csv(), nl=False)
+        typer.echo(summary.write_csv(), nl=False)
     else:
-        typer.echo(json.dumps(flips.to_dicts(), indent=2))
+        typer.echo(json.dumps(summary.to_dicts(), indent=2, default=str))
+
+
+def pl_all_axes() -> Any:
+    """Filter expression: the rows aggregated over every axis."""
+    import polars as pl
+
+    from ray_bench.analysis.keys import ALL_AXES
+
+    return pl.col("axis") == ALL_AXES

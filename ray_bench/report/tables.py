@@ -1,4 +1,4 @@
-"""Readable tables (rich) of analysis frames."""
+"""Readable tables (rich) of analysis frames, as printed by ``ray-bench analyze`` and the demo."""
 
 from __future__ import annotations
 
@@ -8,28 +8,44 @@ if TYPE_CHECKING:
     import polars as pl
     from rich.table import Table
 
-_BINS = ("low", "medium", "high")
-
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def flip_rich_table(flips: pl.DataFrame, base: str) -> Table:
-    """The flip table as printed by ``ray-bench analyze`` and the demo.
+def _dataset(row: dict) -> str:
+    cond = row.get("context_condition")
+    return f"{row['subset']} ({cond})" if cond else row["subset"]
 
-    One row per (model, dataset): questions paired, flip rate, then for each
-    base-entropy bin the share of questions in it and the % of those that flipped.
-    """
+
+def summary_rich_table(flips: pl.DataFrame, significance: pl.DataFrame) -> Table:
+    """Per (variant, dataset): questions, response / bias flips with direction, the bias
+    metric of base -> variant and whether the change is significant (pooled BH-FDR)."""
+    import polars as pl
     from rich.table import Table
 
-    table = Table(title=f"Response flips vs base model {base!r}, by the base model's normalized entropy")
-    for col in ("model", "dataset", "n", "flipped"):
-        table.add_column(col, justify="left" if col in ("model", "dataset") else "right")
-    for b in _BINS:
-        table.add_column(f"{b}\nshare / flipped", justify="right")
-    for row in flips.iter_rows(named=True):
-        cells = [row["model"], row["subset"], str(row["n_questions"]), _pct(row["flip_rate"])]
-        cells += [f"{_pct(row[f'{b}_share'])} / {_pct(row[f'{b}_flip_rate'])}" for b in _BINS]
-        table.add_row(*cells)
+    from ray_bench.analysis.keys import ALL_AXES, DATASET_KEYS
+
+    keys = ["variant", *DATASET_KEYS]
+    sig = significance.filter(pl.col("axis") == ALL_AXES).select(
+        *keys, "metric", "value_base", "value_variant", "p_value", "status", "direction"
+    ) if significance.height else None
+    rows = flips.join(sig, on=keys, how="left", nulls_equal=True) if sig is not None else flips
+    table = Table(title="Variants vs their base: flips (95% Wilson CI) and bias metric (paired permutation test)")
+    for col in ("variant", "base", "dataset", "n", "response flip", "bias flip", "U->B / B->U",
+                "metric: base -> variant", "p"):
+        table.add_column(col, justify="left" if col in ("variant", "base", "dataset", "metric: base -> variant") else "right")
+    for row in rows.sort(["variant", *DATASET_KEYS], nulls_last=True).iter_rows(named=True):
+        metric = "-"
+        if row.get("metric") and row.get("value_base") is not None:
+            metric = f"{row['metric']}: {row['value_base']:.3f} -> {row['value_variant']:.3f}"
+        p = row.get("p_value")
+        p_text = f"{p:.3f}" if p is not None and p == p else (row.get("status") or "-")
+        table.add_row(
+            row["variant"] + (" (control)" if row["role"] == "control" else ""), row["base"], _dataset(row),
+            str(row["n"]),
+            f"{_pct(row['flip_rate'])} [{_pct(row['flip_rate_lo'])}, {_pct(row['flip_rate_hi'])}]",
+            _pct(row["bias_flip_rate"]), f"{_pct(row['unb_to_b_rate'])} / {_pct(row['b_to_unb_rate'])}",
+            metric, p_text,
+        )
     return table

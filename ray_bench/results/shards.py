@@ -1,4 +1,4 @@
-"""Reading and writing results: one Parquet file per shard, written atomically.
+"""Result shards: one Parquet file per (model, dataset, shard), written atomically.
 
 Layout: ``<out>/<model>/<dataset>/shard-NNNNN.parquet`` plus ``<out>/manifest.json``.
 A shard file appears only complete (temp name, then ``os.replace``) and carries its
@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ray_bench.atomic import atomic_path
-from ray_bench.errors import ResultsError
 
 if TYPE_CHECKING:
-    import polars as pl
     import pyarrow as pa
 
 FINGERPRINT_KEY = b"ray_bench.shard_fingerprint"
@@ -49,19 +47,3 @@ def read_fingerprint(path: Path) -> str | None:
         return None
     value = meta.get(FINGERPRINT_KEY)
     return value.decode() if value else None
-
-
-def read_results(results_dir: str | Path) -> pl.DataFrame:
-    """All result rows of a run directory as one Polars frame (schema ``result_schema``)."""
-    import polars as pl
-
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise ResultsError(f"results directory {str(root)!r} does not exist")
-    files = sorted(root.glob(SHARD_GLOB))
-    if not files:
-        raise ResultsError(
-            f"no result shards under {str(root)!r} (expected {SHARD_GLOB})",
-            hint="Run `ray-bench run ... --out DIR` first, then pass that DIR.",
-        )
-    return pl.concat([pl.read_parquet(f) for f in files], how="vertical")

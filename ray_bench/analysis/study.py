@@ -1,0 +1,104 @@
+"""Every table of the analysis from one run's rows: the pure core of ``ray-bench analyze``.
+
+Input: the run's rows joined with their questions (``ray_bench.results.scan_run``) and the
+model table (:mod:`ray_bench.analysis.models`). Output: a dict of named Polars frames (see
+docs/analysis.md). No I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from ray_bench.analysis.entropy import entropy_box, entropy_diff_hist, entropy_hist
+from ray_bench.analysis.fields import check_unique, closed_fields, open_fields
+from ray_bench.analysis.flips import flip_table, pair_rows, question_flip_table, uncertainty_table
+from ray_bench.analysis.groups import group_asymmetry, ranking_table
+from ray_bench.analysis.keys import DATASET_KEYS, PAIR_KEYS
+from ray_bench.analysis.metrics import TestOptions, significance_table
+from ray_bench.errors import AnalysisError
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """Options of the whole analysis (recorded in ``analysis.json``)."""
+
+    tests: TestOptions = field(default_factory=TestOptions)
+    min_group_questions: int = 50
+    text_metrics: bool = True
+
+
+def _open_rows(rows: pl.LazyFrame, models: pl.DataFrame) -> pl.LazyFrame | None:
+    opened = open_fields(rows)
+    paired = pair_rows(opened, models)
+    if paired.select(pl.len()).collect().item() == 0:
+        return None
+    return paired
+
+
+def text_change_table(paired_open: pl.LazyFrame) -> pl.DataFrame:
+    """Mean text change between base and variant answers per (pair, dataset, axis)."""
+    from ray_bench.analysis.flips import with_all_axes
+    from ray_bench.analysis.text import text_change_columns
+
+    frame = paired_open.select(*PAIR_KEYS, *DATASET_KEYS, "axis", "response_base", "response_variant").collect()
+    measured = text_change_columns(frame)
+    return (
+        with_all_axes(measured.lazy()).group_by([*PAIR_KEYS, *DATASET_KEYS, "axis"]).agg(
+            pl.len().alias("n"),
+            pl.col("word_count_change").mean().alias("mean_word_count_change"),
+            pl.col("lcp_words").mean().alias("mean_lcp_words"),
+            pl.col("lcp_prop").mean().alias("mean_lcp_prop"),
+            pl.col("rougeL_precision").mean().alias("mean_rougeL_precision"),
+            pl.col("rougeL_recall").mean().alias("mean_rougeL_recall"),
+            pl.col("rougeL_f").mean().alias("mean_rougeL_f"),
+        ).sort([*PAIR_KEYS, *DATASET_KEYS, "axis"], nulls_last=True).collect()
+    )
+
+
+def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptions | None = None) -> dict[str, pl.DataFrame]:
+    """All analysis tables of one run.
+
+    Args:
+        rows: Result rows joined with their questions, every model.
+        models: The model table; variants and controls are paired with their ``base``.
+        options: Test and grouping options.
+
+    Returns:
+        ``{"models", "rows", "flips", "uncertainty", "question_flips", "significance", "groups",
+        "rankings", "entropy_hist", "entropy_box", "entropy_diff_hist"}`` and, when open-ended
+        answers exist, ``text_changes``.
+
+    Raises:
+        AnalysisError: duplicated questions, or no question answered by both a base and a variant.
+    """
+    options = options or StudyOptions()
+    check_unique(rows)
+    closed = pair_rows(closed_fields(rows), models)
+    paired_open = _open_rows(rows, models)
+    judged = paired_open is not None and "is_safe" in rows.collect_schema().names()
+    paired = pl.concat([closed, paired_open], how="diagonal_relaxed") if judged else closed
+    paired = paired.collect().lazy()  # every table below reads it: compute the join once
+    if paired.select(pl.len()).collect().item() == 0:
+        raise AnalysisError(
+            "no closed question was answered by both a variant and its base",
+            hint="Check the pairing (--pair VARIANT=BASE) and that both models ran the same datasets.",
+        )
+    tables = {
+        "models": models,
+        "flips": flip_table(paired),
+        "uncertainty": uncertainty_table(paired),
+        "question_flips": question_flip_table(paired),
+        "significance": significance_table(paired, options.tests),
+        "groups": group_asymmetry(paired, options.min_group_questions),
+        "rankings": ranking_table(paired, options.tests),
+        "entropy_hist": entropy_hist(paired),
+        "entropy_box": entropy_box(paired),
+        "entropy_diff_hist": entropy_diff_hist(paired),
+    }
+    if paired_open is not None and options.text_metrics:
+        tables["text_changes"] = text_change_table(paired_open)
+    tables["rows"] = paired.drop([c for c in ("response_base", "response_variant", "responses_base",
+                                               "responses_variant") if c in paired.collect_schema().names()]).collect()
+    return tables

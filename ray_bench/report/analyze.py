@@ -1,0 +1,108 @@
+"""``ray-bench analyze``: read a run, compute every analysis table, write them with provenance.
+
+The library function behind the CLI: :func:`analyze_run`. Reading is the results layer
+(:func:`ray_bench.results.scan_run`), computing is the pure analysis
+(:func:`ray_bench.analysis.study.analyze_frames`), and this module writes the tables as
+Parquet and CSV (each atomically) plus ``analysis.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray_bench.atomic import atomic_path, write_json_atomic
+from ray_bench.config import AnalyzeConfig
+
+if TYPE_CHECKING:
+    import polars as pl
+
+ANALYSIS_JSON = "analysis.json"
+#: Tables written only as Parquet (per-row data, too large for CSV).
+PARQUET_ONLY = ("rows",)
+_LIST_COLUMNS_IN_CSV = "; "
+
+
+@dataclass(frozen=True)
+class AnalysisOutput:
+    """What :func:`analyze_run` wrote."""
+
+    out_dir: Path
+    tables: dict[str, pl.DataFrame]
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def write_table(frame: pl.DataFrame, out_dir: Path, name: str, *, csv: bool = True) -> list[Path]:
+    """Write ``frame`` as ``<name>.parquet`` (and ``<name>.csv``, lists joined by ``; ``), atomically."""
+    import polars as pl
+
+    paths = [out_dir / f"{name}.parquet"]
+    with atomic_path(paths[0]) as tmp:
+        frame.write_parquet(tmp)
+    if csv:
+        paths.append(out_dir / f"{name}.csv")
+        flat = frame.with_columns(
+            pl.col(c).cast(pl.List(pl.String)).list.join(_LIST_COLUMNS_IN_CSV)
+            for c, dtype in frame.schema.items() if isinstance(dtype, pl.List)
+        )
+        with atomic_path(paths[1]) as tmp:
+            flat.write_csv(tmp)
+    return paths
+
+
+def _models(run: Any, config: AnalyzeConfig) -> tuple[pl.DataFrame, list[str]]:
+    from ray_bench.analysis.models import model_table, resolve_pairs, scoring_warnings
+    from ray_bench.results import model_settings
+
+    settings = model_settings(run.manifest)
+    present = {name: settings.get(name, {"path": None}) for name in run.model_names}
+    pairing = resolve_pairs(present, pairs=config.pairs, base=config.base, controls=config.controls)
+    models = model_table(present, pairing)
+    warnings = scoring_warnings(models)
+    unpaired = sorted(set(present) - set(models["model"].to_list()))
+    if unpaired:
+        warnings.append(f"not paired with any base, left out: {', '.join(unpaired)} (use --pair VARIANT=BASE)")
+    return models, warnings
+
+
+def analyze_run(config: AnalyzeConfig) -> AnalysisOutput:
+    """Analyze one run directory and write every table into ``config.out``.
+
+    Raises:
+        ResultsError: the run cannot be read.
+        AnalysisError: nothing can be paired, or the results hold duplicated questions.
+    """
+    from ray_bench import provenance
+    from ray_bench.analysis.metrics import TestOptions
+    from ray_bench.analysis.study import StudyOptions, analyze_frames
+    from ray_bench.results import scan_run
+
+    started = time.time()
+    run = scan_run(config.results, config.data)
+    models, warnings = _models(run, config)
+    options = StudyOptions(
+        tests=TestOptions(n_permutations=config.permutations, n_bootstrap=config.bootstrap, seed=config.seed,
+                          min_n=config.min_test_questions),
+        min_group_questions=config.min_group_questions, text_metrics=config.text_metrics,
+    )
+    tables = analyze_frames(run.rows, models, options)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        write_table(frame, out, name, csv=name not in PARQUET_ONLY)
+    seconds = round(time.time() - started, 2)
+    write_json_atomic(out / ANALYSIS_JSON, {
+        "results": str(Path(config.results).resolve()), "data": str(run.data_dir.resolve()),
+        "config": config.model_dump(mode="json"),
+        "options": {"n_permutations": config.permutations, "n_bootstrap": config.bootstrap, "seed": config.seed,
+                    "min_group_questions": config.min_group_questions, "min_test_questions": config.min_test_questions},
+        "pairs": {r["model"]: {"base": r["base"], "role": r["role"], "source": r["pair_source"]}
+                  for r in models.iter_rows(named=True) if r["role"] != "base"},
+        "tables": sorted(tables), "warnings": warnings, "seconds": seconds,
+        "run_manifest": {"runs": run.manifest.get("runs", []), "models": run.manifest.get("models", {})},
+        "provenance": provenance.collect(),
+    })
+    return AnalysisOutput(out_dir=out, tables=tables, warnings=warnings, seconds=seconds)

@@ -1,0 +1,20 @@
+"""The results layer: shard files of a run (written atomically) and reading a run back.
+
+``shards`` writes and identifies one shard file; ``reading`` scans a whole run, joined with
+its prepared question tables, for the analysis.
+"""
+
+from ray_bench.results.reading import RunData, model_settings, read_results, scan_run
+from ray_bench.results.shards import FINGERPRINT_KEY, SHARD_GLOB, read_fingerprint, shard_path, write_shard
+
+__all__ = [
+    "FINGERPRINT_KEY",
+    "SHARD_GLOB",
+    "RunData",
+    "model_settings",
+    "read_fingerprint",
+    "read_results",
+    "scan_run",
+    "shard_path",
+    "write_shard",
+]

@@ -1,0 +1,206 @@
+"""Reading a run back: result shards joined lazily with the prepared question tables.
+
+The analysis needs what the shards do not store (choice labels, the correct / unknown /
+target answer, social group, BBQ context condition): those live in the prepared question
+tables, whose directory the run manifest records. :func:`scan_run` joins both lazily
+(``pl.scan_parquet``), so nothing is materialized until the analysis collects.
+
+Which files are read: the shard files the manifest records as done (not a glob), so a stray
+copy such as ``shard-00001-copy.parquet`` is never counted. A run without a manifest falls
+back to the ``*/*/shard-NNNNN.parquet`` layout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray_bench.errors import ResultsError
+from ray_bench.results.shards import SHARD_GLOB, shard_path
+
+if TYPE_CHECKING:
+    import polars as pl
+
+MANIFEST_NAME = "manifest.json"
+#: Columns of the prepared questions that the analysis joins onto the results.
+QUESTION_COLUMNS = ("question_id", "subset", "choices", "choice_labels", "group", "context_condition", "answer_index")
+_SHARD_NAME = re.compile(r"^shard-\d{5}\.parquet$")
+
+
+@dataclass(frozen=True)
+class RunData:
+    """One run directory, ready for the analysis.
+
+    Attributes:
+        results_dir: The run's ``--out`` directory.
+        data_dir: Where its prepared question tables were read from.
+        rows: Result rows joined with their questions (lazy).
+        manifest: The parsed ``manifest.json`` (empty when the run has none).
+        files: The shard files that ``rows`` reads.
+    """
+
+    results_dir: Path
+    data_dir: Path
+    rows: pl.LazyFrame
+    manifest: dict[str, Any] = field(default_factory=dict)
+    files: tuple[Path, ...] = ()
+
+    @property
+    def model_names(self) -> list[str]:
+        """Models that have at least one result shard, sorted."""
+        return sorted({p.parent.parent.name for p in self.files})
+
+
+def read_manifest(results_dir: Path) -> dict[str, Any]:
+    """The run's manifest, or ``{}`` when there is none."""
+    path = results_dir / MANIFEST_NAME
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(
+            f"cannot read {str(path)!r}: {exc}", hint="Restore the manifest, or move it away to read the shards alone."
+        ) from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{str(path)!r} does not hold a JSON object")
+    return data
+
+
+def shard_files(results_dir: Path, manifest: dict[str, Any]) -> list[Path]:
+    """The shard files of a run: those the manifest records as done, else the standard layout."""
+    shards = manifest.get("shards") or {}
+    if shards:
+        files = [shard_path(results_dir, key) for key, entry in sorted(shards.items()) if entry.get("status") == "done"]
+        missing = [str(p) for p in files if not p.is_file()]
+        if missing:
+            raise ResultsError(
+                f"the manifest of {str(results_dir)!r} lists {len(missing)} done shard(s) that are missing, "
+                f"e.g. {missing[0]!r}",
+                hint="Rerun the same `ray-bench run` command: it recomputes missing shards.",
+            )
+        return files
+    return sorted(p for p in results_dir.glob(SHARD_GLOB) if _SHARD_NAME.match(p.name))
+
+
+def resolve_data_dir(results_dir: Path, manifest: dict[str, Any], data_dir: str | Path | None) -> Path:
+    """``data_dir`` if given, else the manifest's (relative paths tried from CWD, then the run's parent)."""
+    if data_dir is not None:
+        return Path(data_dir)
+    recorded = None
+    for run in reversed(manifest.get("runs") or []):
+        recorded = (run.get("config") or {}).get("data_dir")
+        if recorded:
+            break
+    if not recorded:
+        raise ResultsError(
+            f"the run in {str(results_dir)!r} does not record its data directory",
+            hint="Pass the prepared questions' directory with --data DIR.",
+        )
+    path = Path(recorded)
+    for candidate in (path, results_dir.parent / path, results_dir / path):
+        if candidate.is_dir():
+            return candidate
+    raise ResultsError(
+        f"the data directory {recorded!r} recorded in the manifest of {str(results_dir)!r} does not exist here",
+        hint="Pass the prepared questions' directory with --data DIR.",
+    )
+
+
+def _scan_questions(data_dir: Path, subsets: list[str]) -> pl.LazyFrame:
+    import polars as pl
+
+    frames = []
+    for subset in subsets:
+        path = data_dir / f"{subset}.parquet"
+        if not path.is_file():
+            raise ResultsError(
+                f"the prepared questions of {subset!r} are missing: {str(path)!r}",
+                hint="Pass the directory the run read its questions from with --data DIR.",
+            )
+        frames.append(pl.scan_parquet(path).select(QUESTION_COLUMNS))
+    return pl.concat(frames, how="vertical")
+
+
+def scan_run(results_dir: str | Path, data_dir: str | Path | None = None) -> RunData:
+    """Result rows of a run joined with their prepared questions, lazily.
+
+    Args:
+        results_dir: The ``--out`` directory of ``ray-bench run``.
+        data_dir: The prepared questions; default: the directory the manifest records.
+
+    Returns:
+        A :class:`RunData` whose ``rows`` have the result columns (``ray_bench.schema.result_schema``)
+        plus ``choices``, ``choice_labels``, ``group``, ``context_condition``, ``answer_index``.
+
+    Raises:
+        ResultsError: no such directory, no shards, or the question tables cannot be found.
+    """
+    import polars as pl
+
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise ResultsError(f"results directory {str(root)!r} does not exist", hint="Pass the --out DIR of `ray-bench run`.")
+    manifest = read_manifest(root)
+    files = shard_files(root, manifest)
+    if not files:
+        raise ResultsError(
+            f"no result shards under {str(root)!r} (expected {SHARD_GLOB})",
+            hint="Run `ray-bench run ... --out DIR` first, then pass that DIR.",
+        )
+    data = resolve_data_dir(root, manifest, data_dir)
+    subsets = sorted({p.parent.name for p in files})
+    results = pl.scan_parquet([str(p) for p in files])
+    rows = results.join(_scan_questions(data, subsets), on=["subset", "question_id"], how="left")
+    return RunData(results_dir=root, data_dir=data, rows=rows, manifest=manifest, files=tuple(files))
+
+
+def read_results(results_dir: str | Path) -> pl.DataFrame:
+    """All result rows of a run as one frame (schema ``result_schema``), without the questions."""
+    import polars as pl
+
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise ResultsError(f"results directory {str(root)!r} does not exist")
+    files = shard_files(root, read_manifest(root))
+    if not files:
+        raise ResultsError(
+            f"no result shards under {str(root)!r} (expected {SHARD_GLOB})",
+            hint="Run `ray-bench run ... --out DIR` first, then pass that DIR.",
+        )
+    return pl.read_parquet([str(p) for p in files])
+
+
+def model_settings(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per model: path, quantization card and how it was scored (engine, dtype, device, decoding).
+
+    The scoring settings come from the last run whose config lists the model (later runs of
+    the same directory may score other models), the real device and dtype from the engine
+    info the model's actor reported.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for run in manifest.get("runs") or []:
+        config = run.get("config") or {}
+        engine = config.get("engine") or {}
+        for model in config.get("models") or []:
+            out[model["name"]] = {
+                "path": model.get("path"),
+                "engine": engine.get("name"),
+                "dtype": engine.get("dtype"),
+                "device": engine.get("device"),
+                "temperature": engine.get("temperature"),
+                "seed": engine.get("seed"),
+                "system_prompt": engine.get("system_prompt"),
+                "engine_options": engine.get("options") or {},
+            }
+    for name, entry in (manifest.get("models") or {}).items():
+        info = out.setdefault(name, {"path": entry.get("path")})
+        info["quantization_card"] = entry.get("quantization_card")
+        reported = entry.get("engine") or {}
+        for key in ("dtype", "device"):
+            if reported.get(key):
+                info[key] = reported[key]
+    return out
