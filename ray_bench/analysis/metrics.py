@@ -48,6 +48,8 @@ TEST_KEYS = [*PAIR_KEYS, *DATASET_KEYS, "axis"]
 class TestOptions:
     """Settings of the significance tests (all recorded in ``analysis.json``)."""
 
+    __test__ = False  # not a pytest class
+
     n_permutations: int = 1000
     n_bootstrap: int = 1000
     seed: int = 0

@@ -1,91 +1,103 @@
-"""Flip analysis on hand-built tables with answers worked out by hand."""
-
-import math
-import random
+"""Flips, uncertainty and per-question tables on hand-built rows with answers worked out by hand."""
 
 import polars as pl
 import pytest
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.proportion import proportion_confint
 
-from ray_bench.analysis import flip_table, normalized_entropy
-from ray_bench.errors import AnalysisError
+from ray_bench.analysis.fields import closed_fields
+from ray_bench.analysis.flips import flip_table, pair_rows, question_flip_table, uncertainty_table
+from tests.analysis.conftest import frame, models, row
+
+L2 = ["correct", "incorrect"]
+L3 = ["unbiased", "biased", "uncertain"]
 
 
-def _row(model, qid, probs, pred, *, subset="S1", kind="closed", error=None):
-    return {
-        "question_id": qid, "model": model, "dataset": "Fam", "subset": subset, "axis": "a",
-        "kind": kind, "choice_probs": probs, "prediction": pred, "error": error,
-    }
+def _paired(rows, pairs=None, controls=None):
+    table = models(pairs or {"quant": "base"}, controls=controls)
+    return pair_rows(closed_fields(frame(rows)), table).collect().lazy()
 
 
-def _table():
-    rows = [
-        # q1: base certain (H~=0, low), variant flips.
-        _row("base", "q1", [1.0, 0.0], 0), _row("quant", "q1", [0.2, 0.8], 1),
-        # q2: base uniform over 2 (H~=1, high), no flip.
-        _row("base", "q2", [0.5, 0.5], 0), _row("quant", "q2", [0.6, 0.4], 0),
-        # q3: H2([.8,.1,.1]) = 0.92193 bits, / log2(3) = 0.58167 -> medium; flips.
-        _row("base", "q3", [0.8, 0.1, 0.1], 0), _row("quant", "q3", [0.1, 0.1, 0.8], 2),
-        # q4: H2([.9,.05,.05]) = 0.56900, / log2(3) = 0.35900 -> medium; no flip.
-        _row("base", "q4", [0.9, 0.05, 0.05], 0), _row("quant", "q4", [0.9, 0.05, 0.05], 0),
-        # q5: variant errored -> excluded; q6: open -> excluded; q7 only in base -> excluded.
-        _row("base", "q5", [0.3, 0.7], 1), _row("quant", "q5", None, None, error="boom"),
-        _row("base", "q6", None, None, kind="open"), _row("quant", "q6", None, None, kind="open"),
-        _row("base", "q7", [0.3, 0.7], 1),
-        # Another subset: one question, flipped, base H~ = 1 (high).
-        _row("base", "r1", [0.5, 0.5], 0, subset="S2"), _row("quant", "r1", [0.4, 0.6], 1, subset="S2"),
+def _rows():
+    return [
+        # q1: base certain (H~=0, low) and right; variant flips to the wrong answer (unbiased -> biased).
+        row("base", "q1", [1.0, 0.0], labels=L2, answer=0), row("quant", "q1", [0.2, 0.8], labels=L2, answer=0),
+        # q2: base uniform (H~=1, high), both pick choice 0: no flip.
+        row("base", "q2", [0.5, 0.5], labels=L2, answer=1), row("quant", "q2", [0.6, 0.4], labels=L2, answer=1),
+        # q3: base wrong at H~=H2(.1,.9)=0.468996 (medium), variant right: biased -> unbiased.
+        row("base", "q3", [0.1, 0.9], labels=L2, answer=0), row("quant", "q3", [0.9, 0.1], labels=L2, answer=0),
+        # q4: only the variant errored; q5 exists only for the base: both excluded.
+        row("base", "q4", [0.3, 0.7], labels=L2, answer=0), row("quant", "q4", None, labels=L2, answer=0, error="x"),
+        row("base", "q5", [0.3, 0.7], labels=L2, answer=0),
+        # another axis: same direction as q1.
+        row("base", "r1", [0.7, 0.3], labels=L2, answer=0, axis="race"),
+        row("quant", "r1", [0.4, 0.6], labels=L2, answer=0, axis="race"),
     ]
-    return pl.DataFrame(rows, schema_overrides={"choice_probs": pl.List(pl.Float64), "prediction": pl.Int32})
 
 
-def test_flip_table_matches_hand_computation():
-    out = flip_table(_table(), base="base")
-    s1 = out.filter(pl.col("subset") == "S1").row(0, named=True)
-    assert (s1["model"], s1["n_questions"], s1["n_flipped"]) == ("quant", 4, 2)
-    assert s1["flip_rate"] == pytest.approx(0.5)
-    assert s1["low_share"] == pytest.approx(0.25) and s1["low_flip_rate"] == pytest.approx(1.0)
-    assert s1["medium_share"] == pytest.approx(0.5) and s1["medium_flip_rate"] == pytest.approx(0.5)
-    assert s1["high_share"] == pytest.approx(0.25) and s1["high_flip_rate"] == pytest.approx(0.0)
-    s2 = out.filter(pl.col("subset") == "S2").row(0, named=True)
-    assert (s2["n_questions"], s2["n_flipped"], s2["high_share"]) == (1, 1, 1.0)
-    assert s2["low_flip_rate"] is None and s2["low_share"] == 0.0
+def test_flip_table_by_hand_with_wilson_intervals():
+    table = flip_table(_paired(_rows()))
+    gender = table.filter(pl.col("axis") == "gender").row(0, named=True)
+    assert (gender["n"], gender["n_flipped"], gender["n_bias_flipped"]) == (3, 2, 2)
+    assert (gender["n_unb_to_b"], gender["n_b_to_unb"]) == (1, 1)
+    lo, hi = proportion_confint(2, 3, alpha=0.05, method="wilson")
+    assert gender["flip_rate"] == pytest.approx(2 / 3)
+    assert (gender["flip_rate_lo"], gender["flip_rate_hi"]) == (pytest.approx(lo), pytest.approx(hi))
+    everything = table.filter(pl.col("axis") == "(all)").row(0, named=True)
+    assert (everything["n"], everything["n_flipped"], everything["n_unb_to_b"]) == (4, 3, 2)
+    assert everything["unb_to_b_rate"] == pytest.approx(0.5)
+    # H~ of q1..q3 and r1 base: 0, 1, H2(.1,.9)=0.468996, H2(.7,.3)=0.881291.
+    assert everything["mean_entropy_base"] == pytest.approx((0 + 1 + 0.468996 + 0.881291) / 4, abs=1e-6)
+    assert everything["control_flip_rate"] is None and everything["p_vs_control"] is None
 
 
-def test_bin_edges_are_inclusive_upper():
-    # H~ exactly 1/3 and 2/3 fall in low and medium: p = 1/4 over 4 choices gives 1, so build
-    # edges from 2-choice entropies: H2(p) = 1/3 and 2/3 solved numerically.
-    def p_for(target):
-        lo, hi = 1e-12, 0.5
-        for _ in range(200):
-            mid = (lo + hi) / 2
-            h = -(mid * math.log2(mid) + (1 - mid) * math.log2(1 - mid))
-            lo, hi = (mid, hi) if h < target else (lo, mid)
-        return lo
+def test_uncertainty_table_by_hand():
+    table = uncertainty_table(_paired(_rows()))
+    got = {r["entropy_bin"]: r for r in table.iter_rows(named=True)}
+    # bins of the base: q1 low (flip), q2 high (no flip), q3 medium (flip), r1 high (flip).
+    assert got["low"]["pct_questions"] == pytest.approx(25.0) and got["low"]["pct_flipped"] == 100.0
+    assert got["high"]["n_rows"] == 2 and got["high"]["pct_flipped"] == pytest.approx(50.0)
+    assert got["medium"]["pct_bias_flipped"] == 100.0 and got["medium"]["num_choices"] == 2
+    assert list(table["entropy_bin"]) == ["low", "medium", "high"]
+
+
+def test_question_flip_rate_over_variants():
+    rows = _rows() + [row("q8", r["question_id"], [0.9, 0.1], labels=L2, answer=0, axis=r["axis"])
+                      for r in _rows() if r["model"] == "base"]
+    table = question_flip_table(_paired(rows, pairs={"quant": "base", "q8": "base"}))
+    got = dict(zip(table["question_id"], table["flip_rate"]))
+    # q8 always predicts choice 0: flips q3 and... base picks 0 on q1, q2, r1 and 1 on q3, q4, q5.
+    assert got["q1"] == pytest.approx(0.5) and got["q2"] == 0.0 and got["q3"] == 1.0 and got["r1"] == 0.5
+    assert dict(zip(table["question_id"], table["n_variants"]))["q3"] == 2
+
+
+def test_open_rows_flip_on_safety_labels():
+    rows = frame([
+        row("base", "o1", None, kind="open", dataset="BiasLens-GenWhy", response="a"),
+        row("quant", "o1", None, kind="open", dataset="BiasLens-GenWhy", response="b"),
+        row("base", "o2", None, kind="open", dataset="BiasLens-GenWhy", response="a"),
+        row("quant", "o2", None, kind="open", dataset="BiasLens-GenWhy", response="a"),
+    ]).with_columns(pl.Series("is_safe", [True, False, True, True]))
+    from ray_bench.analysis.fields import open_fields
+
+    paired = pair_rows(open_fields(rows), models({"quant": "base"})).collect()
+    got = dict(zip(paired["question_id"], paired["direction"]))
+    assert got == {"o1": "unbiased_to_biased", "o2": None}
+    assert dict(zip(paired["question_id"], paired["flipped"])) == {"o1": True, "o2": False}
+
+
+def test_control_columns_and_mcnemar_against_statsmodels():
     rows = []
-    for i, target in enumerate([1 / 3 - 1e-9, 1 / 3 + 1e-6, 2 / 3 - 1e-9, 2 / 3 + 1e-6]):
-        p = p_for(target)
-        rows += [_row("base", f"e{i}", [p, 1 - p], 1), _row("quant", f"e{i}", [p, 1 - p], 1)]
-    out = flip_table(pl.DataFrame(rows, schema_overrides={"prediction": pl.Int32}), base="base").row(0, named=True)
-    assert out["low_share"] == pytest.approx(0.25)
-    assert out["medium_share"] == pytest.approx(0.5)
-    assert out["high_share"] == pytest.approx(0.25)
-
-
-def test_normalized_entropy_matches_naive():
-    rng = random.Random(0)
-    vecs = []
-    for _ in range(50):
-        k = rng.randint(2, 5)
-        w = [rng.random() ** 3 for _ in range(k)]
-        if rng.random() < 0.2:
-            w[0] = 0.0
-        vecs.append([x / sum(w) for x in w])
-    got = pl.DataFrame({"p": vecs}).select(normalized_entropy(pl.col("p"))).to_series().to_list()
-    for v, h in zip(vecs, got):
-        naive = -sum(x * math.log2(x) for x in v if x > 0) / math.log2(len(v))
-        assert h == pytest.approx(naive, abs=1e-12)
-
-
-def test_unknown_base_lists_models():
-    with pytest.raises(AnalysisError, match="base model 'nope'") as err:
-        flip_table(_table(), base="nope")
-    assert "base" in err.value.hint and "quant" in err.value.hint
+    # 12 questions: variant flips on q0..q7, the control (same base re-scored) only on q0 and q8.
+    for i in range(12):
+        rows.append(row("base", f"q{i}", [0.8, 0.2], labels=L2, answer=0))
+        rows.append(row("quant", f"q{i}", [0.3, 0.7] if i < 8 else [0.8, 0.2], labels=L2, answer=0))
+        rows.append(row("ctrl", f"q{i}", [0.3, 0.7] if i in (0, 8) else [0.8, 0.2], labels=L2, answer=0))
+    table = flip_table(_paired(rows, controls={"ctrl": "base"}))
+    variant = table.filter((pl.col("variant") == "quant") & (pl.col("axis") == "(all)")).row(0, named=True)
+    assert variant["control_flip_rate"] == pytest.approx(2 / 12)
+    # discordant: variant-only flips q1..q7 (7), control-only q8 (1).
+    expected = mcnemar([[1, 7], [1, 3]], exact=True).pvalue
+    assert variant["p_vs_control"] == pytest.approx(expected)
+    control = table.filter((pl.col("variant") == "ctrl") & (pl.col("axis") == "(all)")).row(0, named=True)
+    assert control["role"] == "control" and control["flip_rate"] == pytest.approx(2 / 12)
