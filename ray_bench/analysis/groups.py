@@ -46,8 +46,8 @@ def group_asymmetry(rows: pl.LazyFrame, min_questions: int = 50) -> pl.DataFrame
                 pl.col("question_id").n_unique().alias("n_questions"), pl.len().alias("n_rows"),
                 (100 * pl.col("flipped").mean()).alias("pct_flipped"),
                 (100 * pl.col("bias_flipped").mean()).alias("pct_bias_flipped"),
-                (100 * (pl.col("direction") == U2B).mean()).alias("pct_unb_to_b"),
-                (100 * (pl.col("direction") == B2U).mean()).alias("pct_b_to_unb"),
+                (100 * (pl.col("direction") == U2B).fill_null(False).mean()).alias("pct_unb_to_b"),
+                (100 * (pl.col("direction") == B2U).fill_null(False).mean()).alias("pct_b_to_unb"),
             ).with_columns(pl.lit(level).alias("level"))
         )
     table = pl.concat(parts, how="vertical").filter(pl.col("n_questions") >= min_questions).with_columns(

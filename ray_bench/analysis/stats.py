@@ -255,51 +255,45 @@ def _check_seeds(seeds: Sequence[int], g: int) -> list[int]:
     return seeds
 
 
+# Above this many questions in a cell numpy's O(1) BTPE binomial beats n/64 words of bits.
+_POPCOUNT_MAX = 4096
+# Each chunk of groups holds about this many resampled counts (x 8 bytes) at a time.
+_CHUNK_VALUES = 4_000_000
+
+
 def _half_binomials(n: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
     """Exact Binomial(n, 1/2) draws, shape [size, len(n)], for counts ``n > 0``.
 
-    Binomial(n, 1/2) is the number of ones among n fair random bits, so for small n it is
-    the popcount of n raw generator bits: ~n/64 words instead of numpy's O(n p) inversion
-    loop (about 30x faster here). Cells above ``_POPCOUNT_MAX`` use ``rng.binomial``.
+    Binomial(n, 1/2) is the number of ones among n fair bits, so for small n it is the
+    popcount of n raw generator bits: ~n/64 words instead of numpy's O(n) inversion loop
+    (about 30x faster at n ~ 20). Large cells, or NumPy < 2, use ``rng.binomial``.
     """
     out = np.empty((size, n.size), dtype=np.int64)
-    small = n <= _POPCOUNT_MAX
+    small = (n <= _POPCOUNT_MAX) & hasattr(np, "bitwise_count")
     if small.any():
         ns = n[small]
         words = -(-ns // 64)  # ceil(n / 64) words per cell
         raw = rng.bit_generator.random_raw(size=(size, int(words.sum())))
-        last = np.cumsum(words) - 1  # each cell's last word keeps only its n % 64 (or 64) bits
+        last = np.cumsum(words) - 1  # a cell's last word keeps only its remaining bits
         mask = np.full(raw.shape[1], np.uint64(2**64 - 1), dtype=np.uint64)
         mask[last] >>= (64 * words - ns).astype(np.uint64)
-        bits = _popcount(raw & mask)
+        bits = np.bitwise_count(raw & mask)
         out[:, small] = np.add.reduceat(bits, last - words + 1, axis=1, dtype=np.int64)
-    if (~small).any():
+    if not small.all():
         out[:, ~small] = rng.binomial(n[~small], 0.5, size=(size, int((~small).sum())))
     return out
 
 
-def _popcount(words: np.ndarray) -> np.ndarray:
-    """Set bits per uint64 (np.bitwise_count on NumPy >= 2, a byte table otherwise)."""
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(words)
-    return _BYTE_BITS[words.view(np.uint8)].reshape(words.shape + (8,)).sum(axis=-1)
+def _swap_deltas(joint: np.ndarray, rng: np.random.Generator, n_permutations: int) -> np.ndarray:
+    """Change of one group's base counts per paired-swap draw, [P, K] (variant changes by minus it).
 
-
-_POPCOUNT_MAX = 4096
-_BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-
-
-def permutation_null(joint: np.ndarray, metric: CountMetric, rng: np.random.Generator,
-                     n_permutations: int) -> np.ndarray:
-    """Null draws of ``metric(variant) - metric(base)`` under the paired swap for ONE group.
-
-    ``joint`` is one group's [K, K] matrix. Under H0 each question's two outcomes are
-    exchangeable and swapped independently with probability 1/2 (paired swap test; Good
-    2005, sec. 3.3). Swapping a concordant question (``i == j``) changes nothing, and the
-    number swapped in off-diagonal cell ``(i, j)`` is ``S_ij ~ Binomial(joint[i, j], 1/2)``
-    independently across cells; base counts become ``base + sum S_ij (e_j - e_i)`` and
-    variant counts ``variant - sum S_ij (e_j - e_i)``. The statistic sees only counts, so
-    this has exactly the distribution of the row-wise swap, at O(K^2) per draw.
+    Under H0 each question's two outcomes are exchangeable and swapped independently with
+    probability 1/2 (paired swap test; Good 2005, sec. 3.3). Swapping a concordant question
+    (``i == j``) changes nothing; the number swapped in off-diagonal cell ``(i, j)`` is
+    ``S_ij ~ Binomial(joint[i, j], 1/2)``, independently across cells, and moves ``S_ij``
+    base outcomes from ``i`` to ``j``: base becomes ``base + sum S_ij (e_j - e_i)`` and
+    variant ``variant - sum S_ij (e_j - e_i)``. A count statistic therefore has exactly
+    the distribution it has under the row-wise swap, at O(K^2) per draw.
     """
     k = joint.shape[0]
     rows, cols = np.nonzero(joint * (1 - np.eye(k, dtype=np.int64)))  # discordant cells
@@ -307,57 +301,67 @@ def permutation_null(joint: np.ndarray, metric: CountMetric, rng: np.random.Gene
     shift = np.zeros((rows.size, k), dtype=np.int64)  # effect of one swap on base counts
     shift[np.arange(rows.size), cols] += 1
     shift[np.arange(rows.size), rows] -= 1
-    delta = swaps @ shift
+    return swaps @ shift
+
+
+def permutation_null(joint: np.ndarray, metric: CountMetric, rng: np.random.Generator,
+                     n_permutations: int) -> np.ndarray:
+    """Null draws of ``metric(variant) - metric(base)`` for ONE group's [K, K] matrix.
+
+    The paired swap of :func:`_swap_deltas`; :func:`paired_count_tests` draws exactly these
+    values from a group's generator before its bootstrap.
+    """
+    delta = _swap_deltas(np.asarray(joint, dtype=np.int64), rng, n_permutations)
     base, variant = joint.sum(axis=1), joint.sum(axis=0)
     return metric.statistic(variant - delta) - metric.statistic(base + delta)
 
 
-def _multinomial_draws(counts_flat: np.ndarray, rng: np.random.Generator, size: int):
-    """Bootstrap draws Multinomial(n, counts/n) over the non-empty cells only.
+def _multinomial(counts: np.ndarray, rng: np.random.Generator, size: int,
+                 margins: np.ndarray | None = None) -> np.ndarray:
+    """Bootstrap resamples Multinomial(n, counts / n) of a 1-D count vector, [size, len(counts)].
 
-    Empty cells have probability 0 and would always draw 0; skipping them is faster and
-    leaves the distribution unchanged. Returns (draws [size, m], indices of the m cells).
+    Only non-empty cells are passed to the sampler: the others have probability 0 and
+    would always draw 0, so skipping them is faster and leaves the distribution unchanged.
+    With ``margins`` ([len(counts), M] 0/1), returns ``draws @ margins`` instead.
     """
-    nz = np.flatnonzero(counts_flat)
-    n = int(counts_flat.sum())
-    return rng.multinomial(n, counts_flat[nz] / n, size=size), nz
+    nz = np.flatnonzero(counts)
+    draws = rng.multinomial(int(counts.sum()), counts[nz] / counts.sum(), size=size)
+    if margins is not None:
+        return draws @ margins[nz]
+    out = np.zeros((size, counts.size), dtype=np.int64)
+    out[:, nz] = draws
+    return out
 
 
-def _percentile_ci(draws: np.ndarray, level: float) -> tuple[float, float]:
-    """Percentile interval (Efron & Tibshirani 1993, sec. 13.3); NaN draws are dropped."""
-    if np.isnan(draws).all():
-        return np.nan, np.nan
-    tail = 50.0 * (1.0 - level)
-    lo, hi = np.nanpercentile(draws, [tail, 100.0 - tail])
-    return float(lo), float(hi)
-
-
-def _map_groups(fn: Callable[[int], tuple], idx: np.ndarray, workers: int | None) -> list[tuple]:
-    """``[fn(i) for i in idx]``, on a thread pool when there are enough groups.
+def _draw_in_threads(draw: Callable[[int], tuple], idx: np.ndarray, workers: int | None) -> list:
+    """``[draw(i) for i in idx]``, on a thread pool when there are enough groups.
 
     NumPy's multinomial sampler releases the GIL, so threads speed up the bootstrap; each
-    group owns its generator, so results do not depend on the scheduling.
+    group owns its generator, so the results do not depend on the scheduling.
     """
-    if workers is None:
-        workers = min(4, os.cpu_count() or 1)
-    if workers <= 1 or idx.size < 64:
-        return [fn(int(i)) for i in idx]
+    workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    if workers <= 1 or idx.size < 32:
+        return [draw(int(i)) for i in idx]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fn, (int(i) for i in idx), chunksize=16))
+        return list(pool.map(draw, (int(i) for i in idx), chunksize=8))
 
 
-def _paired_bootstrap(joint: np.ndarray, metric: CountMetric, rng: np.random.Generator,
-                      n_bootstrap: int) -> np.ndarray:
-    """Paired bootstrap draws of the diff for ONE group: resample questions as (base, variant) pairs.
+def _chunks(idx: np.ndarray, values_per_group: int) -> list[np.ndarray]:
+    """Split group indices so one chunk's resampled counts stay within ``_CHUNK_VALUES``."""
+    size = max(1, _CHUNK_VALUES // max(1, values_per_group))
+    return [idx[i:i + size] for i in range(0, idx.size, size)]
 
-    Resampling n questions with replacement is Multinomial(n, joint / n) over the K*K cells;
-    base counts are the row sums, variant counts the column sums.
+
+def _percentile_summary(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Percentile interval (Efron & Tibshirani 1993, sec. 13.3) and SD per row of [G, B] draws.
+
+    NaN draws (metric undefined for that resample) are dropped; all-NaN rows give NaN, and
+    the SD needs at least 2 defined draws.
     """
-    k = joint.shape[0]
-    draws, nz = _multinomial_draws(joint.ravel(), rng, n_bootstrap)
-    base = draws @ np.eye(k, dtype=np.int64)[nz // k]  # cell -> its base category
-    variant = draws @ np.eye(k, dtype=np.int64)[nz % k]  # cell -> its variant category
-    return metric.statistic(variant) - metric.statistic(base)
+    tail = 50.0 * (1.0 - level)
+    lo, hi = np.nanpercentile(draws, [tail, 100.0 - tail], axis=1)
+    sd = np.nanstd(draws, axis=1, ddof=1)
+    return lo, hi, np.where(np.count_nonzero(~np.isnan(draws), axis=1) > 1, sd, np.nan)
 
 
 def _check_settings(n_resamples: int, level: float) -> None:
@@ -376,39 +380,44 @@ def paired_count_tests(joint: np.ndarray, metric: CountMetric, *, seeds: Sequenc
     one int per group (derive them from the group's key with :func:`seed_for`, so a group's
     result does not depend on which other groups are in the call). Groups with
     ``n < min_n`` get NaN p/CI (values and diff are still computed). ``workers`` caps the
-    threads (default min(4, CPUs); 1 = serial); results do not depend on it.
+    sampling threads (default min(4, CPUs); 1 = serial); results do not depend on it.
 
-    The two-sided p-value is ``(1 + #{|diff*| >= |diff_obs|}) / (1 + P)`` (Phipson & Smyth
-    2010: a Monte Carlo p-value is never 0); a NaN ``diff*`` counts as not extreme and a
-    NaN ``diff_obs`` gives a NaN p. See :func:`permutation_null` for the null draws.
+    Two-sided p = ``(1 + #{|diff*| >= |diff_obs|}) / (1 + P)`` (Phipson & Smyth 2010: a
+    Monte Carlo p-value is never 0), ``diff*`` drawn by :func:`permutation_null`; a NaN
+    ``diff*`` counts as not extreme, a NaN ``diff_obs`` gives NaN. The CI is the paired
+    bootstrap percentile interval: resampling n questions with replacement is
+    Multinomial(n, joint / n) over the K*K cells, base = row sums, variant = column sums.
     """
     joint = _as_counts(joint, "joint", "[G, K, K]", 3, metric.n_categories)
-    g = joint.shape[0]
+    g, k = joint.shape[0], metric.n_categories
     seeds = _check_seeds(seeds, g)
     _check_settings(min(n_permutations + 1, n_bootstrap), level)
-    n = joint.sum(axis=(1, 2))
-    value_base = np.asarray(metric.statistic(joint.sum(axis=2)), dtype=float).reshape(g)
-    value_variant = np.asarray(metric.statistic(joint.sum(axis=1)), dtype=float).reshape(g)
+    n, base, variant = joint.sum(axis=(1, 2)), joint.sum(axis=2), joint.sum(axis=1)
+    value_base = np.asarray(metric.statistic(base), dtype=float).reshape(g)
+    value_variant = np.asarray(metric.statistic(variant), dtype=float).reshape(g)
     diff = value_variant - value_base
 
-    def one(i: int) -> tuple[float, float, float, float]:
-        rng = np.random.default_rng(seeds[i])
-        p = np.nan
-        if not np.isnan(diff[i]):
-            null = permutation_null(joint[i], metric, rng, n_permutations)
-            extreme = np.count_nonzero(np.abs(null) >= abs(diff[i]) - _TIE_TOL)
-            p = (1.0 + extreme) / (1.0 + n_permutations)
-        boot = _paired_bootstrap(joint[i], metric, rng, n_bootstrap)
-        sd = np.nanstd(boot, ddof=1) if np.count_nonzero(~np.isnan(boot)) > 1 else np.nan
-        return (p, *_percentile_ci(boot, level), sd)
+    # cell (i, j) of the flattened joint -> [base category i | variant category j]
+    margins = np.hstack([np.repeat(np.eye(k, dtype=np.int64), k, axis=0), np.tile(np.eye(k, dtype=np.int64), (k, 1))])
 
-    out = np.full((g, 4), np.nan)
-    tested = np.flatnonzero((n >= min_n) & (n > 0))
+    def draw(i: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seeds[i])  # permutations first, then the bootstrap
+        delta = _swap_deltas(joint[i], rng, n_permutations)
+        return delta, _multinomial(joint[i].ravel(), rng, n_bootstrap, margins)
+
+    out = np.full((4, g), np.nan)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a user statistic's 0/0 -> NaN
-        out[tested] = np.array(_map_groups(one, tested, workers), dtype=float).reshape(-1, 4)
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows; a statistic's 0/0
+        for idx in _chunks(np.flatnonzero((n >= min_n) & (n > 0)), (n_permutations + 2 * n_bootstrap) * k):
+            deltas, boots = map(np.stack, zip(*_draw_in_threads(draw, idx, workers)))
+            b, v = base[idx, None, :], variant[idx, None, :]
+            null = metric.statistic(v - deltas) - metric.statistic(b + deltas)  # [c, P]
+            extreme = np.count_nonzero(np.abs(null) >= np.abs(diff[idx, None]) - _TIE_TOL, axis=1)
+            out[0, idx] = np.where(np.isnan(diff[idx]), np.nan, (1.0 + extreme) / (1.0 + n_permutations))
+            boot = metric.statistic(boots[..., k:]) - metric.statistic(boots[..., :k])  # v - b
+            out[1:, idx] = _percentile_summary(boot, level)
     return PairedTestResult(n=n, value_base=value_base, value_variant=value_variant, diff=diff,
-                            p_value=out[:, 0], ci_lo=out[:, 1], ci_hi=out[:, 2], boot_sd=out[:, 3])
+                            p_value=out[0], ci_lo=out[1], ci_hi=out[2], boot_sd=out[3])
 
 
 def bootstrap_ci(counts: np.ndarray, metric: CountMetric, *, seeds: Sequence[int],
@@ -419,22 +428,18 @@ def bootstrap_ci(counts: np.ndarray, metric: CountMetric, *, seeds: Sequence[int
     Resampling a group's n questions is Multinomial(n, counts / n); groups with n == 0
     get NaN throughout. Used for rankings, where no paired partner exists.
     """
-    k = metric.n_categories
-    counts = _as_counts(counts, "counts", "[G, K]", 2, k)
+    counts = _as_counts(counts, "counts", "[G, K]", 2, metric.n_categories)
     g = counts.shape[0]
     seeds = _check_seeds(seeds, g)
     _check_settings(n_bootstrap, level)
     value = np.asarray(metric.statistic(counts), dtype=float).reshape(g)
+    out = np.full((3, g), np.nan)
 
-    def one(i: int) -> tuple[float, float]:
-        draws, nz = _multinomial_draws(counts[i], np.random.default_rng(seeds[i]), n_bootstrap)
-        resampled = np.zeros((n_bootstrap, k), dtype=np.int64)
-        resampled[:, nz] = draws
-        return _percentile_ci(metric.statistic(resampled), level)
+    def draw(i: int) -> np.ndarray:
+        return _multinomial(counts[i], np.random.default_rng(seeds[i]), n_bootstrap)
 
-    out = np.full((g, 2), np.nan)
-    filled = np.flatnonzero(counts.sum(axis=1) > 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        out[filled] = np.array(_map_groups(one, filled, workers), dtype=float).reshape(-1, 2)
-    return value, out[:, 0], out[:, 1]
+        for idx in _chunks(np.flatnonzero(counts.sum(axis=1) > 0), n_bootstrap * metric.n_categories):
+            out[:, idx] = _percentile_summary(metric.statistic(np.stack(_draw_in_threads(draw, idx, workers))), level)
+    return value, out[0], out[1]

@@ -1,0 +1,58 @@
+"""Pairing each variant with its own base, and model metadata (card, name, flags)."""
+
+import pytest
+
+from ray_bench.analysis.models import model_table, q_label, resolve_pairs, scoring_warnings
+from ray_bench.errors import AnalysisError
+
+
+def _card(base_name, base_path, method="rtn", scheme="w4a16"):
+    return {"base_model": {"name": base_name, "path": base_path}, "method": method, "scheme": scheme}
+
+
+def test_two_bases_paired_from_cards_by_path_then_by_name(tmp_path):
+    settings = {
+        "qwen": {"path": str(tmp_path / "qwen")},
+        "llama": {"path": str(tmp_path / "llama")},
+        # the card's base name differs from the run's name: matched by path
+        "q4": {"path": "x", "quantization_card": _card("Qwen-0.5B", str(tmp_path / "qwen"))},
+        # no matching path: matched by name
+        "l8": {"path": "y", "quantization_card": _card("llama", "/elsewhere", "smoothquant-gptq", "w8a16")},
+    }
+    pairs = resolve_pairs(settings)
+    assert pairs == {"q4": ("qwen", "card"), "l8": ("llama", "card")}
+    table = {r["model"]: r for r in model_table(settings, pairs).iter_rows(named=True)}
+    assert table["l8"]["q_label"] == "GPTQ W8A16 + SQ" and table["l8"]["smoothquant"]
+    assert (table["l8"]["w_bits"], table["l8"]["a_bits"]) == (8, 16)
+    assert table["qwen"]["role"] == "base" and table["q4"]["role"] == "variant"
+
+
+def test_name_fallback_pair_flag_base_flag_and_controls():
+    settings = {m: {"path": m} for m in ("qwen2.5-7b-instruct", "qwen2.5-7b-instruct-lc-smooth-rtn-w4a16",
+                                         "other", "third", "qwen-vllm")}
+    pairs = resolve_pairs(settings, pairs={"other": "third"}, controls={"qwen-vllm": "qwen2.5-7b-instruct"})
+    assert pairs["qwen2.5-7b-instruct-lc-smooth-rtn-w4a16"] == ("qwen2.5-7b-instruct", "name")
+    assert pairs["other"] == ("third", "pair") and pairs["qwen-vllm"] == ("qwen2.5-7b-instruct", "control")
+    table = {r["model"]: r for r in model_table(settings, pairs).iter_rows(named=True)}
+    assert table["qwen2.5-7b-instruct-lc-smooth-rtn-w4a16"]["q_label"] == "RTN W4A16 + SQ"
+    assert table["qwen-vllm"]["role"] == "control" and table["qwen-vllm"]["q_label"] == "control"
+    assert resolve_pairs({"a": {}, "b": {}}, base="a") == {"b": ("a", "base-option")}
+
+
+def test_pairing_errors_name_the_model_and_the_next_step():
+    with pytest.raises(AnalysisError, match="'nope' has no results") as info:
+        resolve_pairs({"a": {}, "b": {}}, pairs={"nope": "a"})
+    assert "Models in the results: a, b" in info.value.hint
+    with pytest.raises(AnalysisError, match="no model could be paired"):
+        resolve_pairs({"a": {}, "b": {}})
+    with pytest.raises(AnalysisError, match="'b' is paired as a variant and also serves as a base"):
+        resolve_pairs({"a": {}, "b": {}, "c": {}}, pairs={"b": "a", "c": "b"})
+
+
+def test_q_labels_and_scoring_warnings():
+    assert q_label("rtn", "w4a16", False) == "RTN W4A16" and q_label("awq", "w4a16", False) == "AWQ W4A16"
+    settings = {"base": {"path": "b", "engine": "hf", "dtype": "bfloat16"},
+                "v": {"path": "v", "engine": "vllm", "dtype": "bfloat16"}}
+    warnings = scoring_warnings(model_table(settings, {"v": ("base", "pair")}))
+    assert warnings == ["v was scored with engine='vllm' but its base base with engine='hf' "
+                        "(its flips mix quantization with this)"]
