@@ -1,4 +1,4 @@
-"""The whole pipeline on CPU, offline: tiny models, sample questions, local Ray, flips."""
+"""The whole pipeline on CPU, offline: tiny models, sample questions, local Ray, analysis, report."""
 
 from __future__ import annotations
 
@@ -10,19 +10,26 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import polars as pl
 
 
+#: Factor on the tiny model's output head: spreads its choice distributions over the low,
+#: medium and high entropy bins (measured on the bundled sample: 20 / 11 / 14 of 45 closed
+#: questions at 32, all 45 "high" at 1; see ray_bench/demo/tiny.py:sharpen_head).
+HEAD_SCALE = 32.0
+
+
 @dataclass
 class DemoResult:
-    """What the demo produced: the flip table, where things are, and step timings."""
+    """What the demo produced: the analysis tables, the report, where things are, step timings."""
 
-    flips: pl.DataFrame
+    tables: dict[str, pl.DataFrame]
     out_dir: Path
-    variant: str
+    variants: list[str]
+    report: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -42,71 +49,88 @@ def _quiet() -> Iterator[io.StringIO]:
         raise
 
 
-def make_models(models_dir: Path) -> tuple[Path, Path, str]:
-    """The tiny base model and its variant: RTN W4A16 when llmcompressor is installed,
-    else a copy with small Gaussian weight noise (clearly labelled)."""
-    from ray_bench.demo.tiny import build_tiny_model, perturb_model
+def make_models(models_dir: Path) -> tuple[Path, dict[str, Path]]:
+    """The tiny base model (random weights, sharpened head) and its variants: RTN W4A16 and
+    W8A16 when llmcompressor is installed, else a copy with small Gaussian weight noise."""
+    from ray_bench.demo.tiny import build_tiny_model, perturb_model, sharpen_head
     from ray_bench.quantize import quantize_model
 
     base = models_dir / "base"
-    rtn = models_dir / "base-rtn-w4a16"
     with _quiet():
         if not (base / "config.json").exists():
             build_tiny_model(base, hidden_size=128, intermediate_size=256, num_layers=2, seed=0)
-    if (rtn / "quantization_card.json").exists():
-        return base, rtn, "rtn-w4a16"
+            sharpen_head(base, HEAD_SCALE)
+    variants: dict[str, Path] = {}
     try:
-        with _quiet():
-            variant = quantize_model(base, models_dir, method="rtn", scheme="w4a16", name="base")
-        return base, Path(variant), "rtn-w4a16"
+        for scheme in ("w4a16", "w8a16"):
+            path = models_dir / f"base-rtn-{scheme}"
+            if not (path / "quantization_card.json").exists():
+                with _quiet():
+                    path = Path(quantize_model(base, models_dir, method="rtn", scheme=scheme, name="base"))
+            variants[f"rtn-{scheme}"] = path
+        return base, variants
     except Exception as exc:  # noqa: BLE001 - the demo must still run without the extra
-        _log(f"RTN W4A16 quantization unavailable ({type(exc).__name__}: {exc}); using a perturbed copy")
+        _log(f"RTN quantization unavailable ({type(exc).__name__}: {exc}); using a perturbed copy")
     perturbed = models_dir / "base-perturbed"
     with _quiet():
         if not (perturbed / "config.json").exists():
             perturb_model(base, perturbed, scale=0.05, seed=1)
-    return base, perturbed, "perturbed"
+    return base, {"perturbed": perturbed}
+
+
+def _run_config(models: list[str], out: Path, names: list[str], dtype: str) -> Any:
+    from ray_bench.config import RunConfig
+
+    return RunConfig(
+        models=models, datasets=names, data_dir=out / "data", out_dir=out / "runs",
+        engine={"name": "hf", "dtype": dtype, "device": "cpu", "max_new_tokens": 16},
+        resources={"device": "cpu"}, shard_size=100,
+    )
+
+
+def _run_models(out: Path, base: Path, variants: dict[str, Path], names: list[str], progress: bool) -> None:
+    """The base and variants in float32, then the base again in bfloat16 as a numerical-noise control."""
+    from ray_bench.errors import RayBenchError
+    from ray_bench.runner import run
+
+    for models, dtype in (([f"base={base}", *(f"{k}={v}" for k, v in variants.items())], "float32"),
+                          ([f"base-bf16={base}"], "bfloat16")):
+        summary = run(_run_config(models, out, names, dtype), progress=progress)
+        if not summary.ok:
+            raise RayBenchError(f"demo run failed: {summary.failed}", hint="Rerun with RAY_BENCH_DEBUG=1.")
 
 
 def run_demo(out_dir: str | Path, *, fresh: bool = False, progress: bool = True) -> DemoResult:
-    """Build models, prepare the bundled sample, run both models through local Ray, analyze."""
-    from ray_bench.analysis import flip_table
-    from ray_bench.config import RunConfig
+    """Build models, prepare the bundled sample, run them through local Ray, analyze, report."""
+    from ray_bench.config import AnalyzeConfig
     from ray_bench.datasets import prepare
-    from ray_bench.results import read_results
-    from ray_bench.runner import run
+    from ray_bench.report.analyze import analyze_run
+    from ray_bench.report.html import write_report
 
     out = Path(out_dir)
     if fresh and out.exists():
         shutil.rmtree(out)
     seconds: dict[str, float] = {}
     t0 = time.time()
-    _log("building the tiny base model and its variant")
-    base, variant, kind = make_models(out / "models")
+    _log("building the tiny base model (sharpened head) and its RTN variants")
+    base, variants = make_models(out / "models")
     seconds["models"] = time.time() - t0
     t0 = time.time()
-    _log("preparing the bundled sample questions")
     report = prepare("sample", out / "data", log=lambda *_: None)
-    _log(f"prepared {sum(d.count for d in report.prepared)} questions in {len(report.prepared)} datasets")
-    names = [d.name for d in report.prepared]
+    _log(f"prepared {sum(d.count for d in report.prepared)} sample questions in {len(report.prepared)} datasets")
     seconds["datasets"] = time.time() - t0
     t0 = time.time()
-    _log("running both models through a local Ray cluster (CPU)")
-    config = RunConfig(
-        models=[f"base={base}", f"{kind}={variant}"],
-        datasets=names,
-        data_dir=out / "data",
-        out_dir=out / "runs",
-        engine={"name": "hf", "dtype": "float32", "device": "cpu", "max_new_tokens": 16},
-        resources={"device": "cpu"},
-        shard_size=100,
-    )
-    summary = run(config, progress=progress)
+    _log("running the models through a local Ray cluster (CPU), then the base again in bfloat16 as a control")
+    _run_models(out, base, variants, [d.name for d in report.prepared], progress)
     seconds["run"] = time.time() - t0
-    if not summary.ok:
-        from ray_bench.errors import RayBenchError
-
-        raise RayBenchError(f"demo run failed: {summary.failed}", hint="Rerun with RAY_BENCH_DEBUG=1.")
-    flips = flip_table(read_results(out / "runs"), base="base")
-    flips.write_csv(out / "flips.csv")
-    return DemoResult(flips=flips, out_dir=out, variant=kind, seconds=seconds)
+    t0 = time.time()
+    _log("analyzing: flips, bias metrics, permutation tests, groups, rankings")
+    config = AnalyzeConfig(results=out / "runs", out=out / "analysis", controls={"base-bf16": "base"},
+                           min_group_questions=1)
+    analysis = analyze_run(config)
+    seconds["analyze"] = time.time() - t0
+    t0 = time.time()
+    written = write_report(out / "analysis", out / "report.html")
+    seconds["report"] = time.time() - t0
+    return DemoResult(tables=analysis.tables, out_dir=out, variants=list(variants), report=out / "report.html",
+                      seconds=seconds)

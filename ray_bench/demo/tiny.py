@@ -168,3 +168,26 @@ def perturb_model(src: str | Path, dst: str | Path, *, scale: float = 0.05, seed
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(str(src)).save_pretrained(out)
     return out
+
+
+def sharpen_head(model_dir: str | Path, factor: float) -> Path:
+    """Multiply the output head of a saved model by ``factor`` and save it in place.
+
+    A random-weight model's logits are nearly flat, so every question lands in the
+    high-entropy bin; a larger head spreads the choice distributions over all bins while
+    keeping the model random (no training). The quantizers leave ``lm_head`` alone, so a
+    variant inherits the sharpened head and its hidden-state error is amplified into flips.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = Path(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(factor)
+    model.save_pretrained(path)
+    meta_path = path / "ray_bench_tiny.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta["head_scale"] = factor
+    meta_path.write_text(json.dumps(meta))
+    return path

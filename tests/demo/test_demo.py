@@ -1,6 +1,7 @@
-"""The demo end to end: tiny models, bundled sample, local Ray, HF engine, flip table."""
+"""The demo end to end: tiny models, bundled sample, local Ray, HF engine, analysis, report."""
 
 import json
+import math
 
 import polars as pl
 import pytest
@@ -10,31 +11,36 @@ from ray_bench.datasets import prepare, read_questions
 pytestmark = pytest.mark.slow
 
 
-def test_demo_runs_every_sample_question_through_both_models(tmp_path):
+def _entropy(probs):
+    h = -sum(p * math.log2(p) for p in probs if p > 0)
+    return h / math.log2(len(probs))
+
+
+def test_demo_runs_every_question_spreads_entropy_and_ends_with_the_report(tmp_path):
     from ray_bench.demo.pipeline import run_demo
 
     result = run_demo(tmp_path / "demo", progress=False)
-    rows = pl.read_parquet(list((tmp_path / "demo" / "runs").glob("*/*/shard-*.parquet")))
+    runs = tmp_path / "demo" / "runs"
+    rows = pl.read_parquet(list(runs.glob("*/*/shard-*.parquet")))
     assert rows.get_column("error").null_count() == rows.height
     # Independent count of what should have run: every sample question, BBQ ambiguous only.
     prepared = prepare("sample", tmp_path / "ref", log=lambda *_: None)
-    expected_closed = {}
+    expected_closed = 0
     for d in prepared.prepared:
         table = read_questions(tmp_path / "ref", d.name).to_pylist()
         if d.name == "BBQ":
             table = [q for q in table if q["context_condition"] == "ambig"]
-        n = sum(q["kind"] == "closed" for q in table)
-        if n:
-            expected_closed[d.name] = n
+        expected_closed += sum(q["kind"] == "closed" for q in table)
         ran = rows.filter((pl.col("subset") == d.name) & (pl.col("model") == "base")).height
         assert ran == len(table), d.name
-    flips = {r["subset"]: r for r in result.flips.iter_rows(named=True)}
-    assert {k: v["n_questions"] for k, v in flips.items()} == expected_closed
-    for r in flips.values():
-        shares = sum(r[f"{b}_share"] for b in ("low", "medium", "high"))
-        assert shares == pytest.approx(1.0)
-    open_rows = rows.filter(pl.col("kind") == "open")
-    assert open_rows.height > 0 and open_rows.get_column("response").null_count() == 0
-    manifest = json.loads((tmp_path / "demo" / "runs" / "manifest.json").read_text())
-    assert set(manifest["models"]) == {"base", result.variant}
+    # The sharpened head puts the base's questions in all three bins (computed here from the shards).
+    base = rows.filter((pl.col("model") == "base") & (pl.col("kind") == "closed"))
+    entropies = [_entropy(p) for p in base["choice_probs"].to_list()]
+    assert len(entropies) == expected_closed
+    assert min(entropies) <= 1 / 3 and max(entropies) > 2 / 3 and any(1 / 3 < h <= 2 / 3 for h in entropies)
+    flips = result.tables["flips"].filter((pl.col("axis") == "(all)") & (pl.col("role") == "variant"))
+    assert flips["n_flipped"].sum() > 0 and set(flips["variant"]) == set(result.variants)
+    assert result.report.is_file() and "<svg" in result.report.read_text()
+    manifest = json.loads((runs / "manifest.json").read_text())
+    assert set(manifest["models"]) == {"base", "base-bf16", *result.variants}
     assert manifest["runs"][0]["provenance"]["packages"]["torch"]
