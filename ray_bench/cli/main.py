@@ -1,6 +1,6 @@
 """Entry point of the ``ray-bench`` command.
 
-Commands mirror the stages: ``datasets`` -> ``quantize`` -> ``run`` -> ``analyze``,
+Commands mirror the stages: ``datasets`` -> ``quantize`` -> ``run`` -> ``analyze`` -> ``report``,
 plus ``demo`` (the whole path on CPU) and ``bench`` (engine benchmarks).
 """
 
@@ -15,6 +15,7 @@ from ray_bench.cli import bench as bench_cmd
 from ray_bench.cli import datasets as datasets_cmd
 from ray_bench.cli import demo as demo_cmd
 from ray_bench.cli import quantize as quantize_cmd
+from ray_bench.cli import report as report_cmd
 from ray_bench.cli import run as run_cmd
 from ray_bench.cli.common import debug_enabled, print_error
 from ray_bench.errors import RayBenchError
@@ -30,7 +31,8 @@ app = typer.Typer(
         "  ray-bench demo\n\n"
         "  ray-bench datasets prepare --source ../shared/datasets/ptbb --out data/\n\n"
         "  ray-bench run --model base=Qwen/Qwen2.5-0.5B-Instruct --dataset BBQ --data data/ --out runs/r1\n\n"
-        "  ray-bench analyze --results runs/r1 --base base --out runs/r1/analysis"
+        "  ray-bench analyze --results runs/r1 --base base --out runs/r1/analysis\n\n"
+        "  ray-bench report --analysis runs/r1/analysis --out runs/r1/report.html"
     ),
 )
 app.add_typer(datasets_cmd.app, name="datasets")
@@ -38,6 +40,7 @@ app.add_typer(bench_cmd.app, name="bench")
 app.command("quantize", epilog=quantize_cmd.EPILOG)(quantize_cmd.quantize)
 app.command("run", epilog=run_cmd.EPILOG)(run_cmd.run)
 app.command("analyze", epilog=analyze_cmd.EPILOG)(analyze_cmd.analyze)
+app.command("report", epilog=report_cmd.EPILOG)(report_cmd.report)
 app.command("demo", epilog=demo_cmd.EPILOG)(demo_cmd.demo)
 
 
