@@ -6,14 +6,11 @@ unrelated; error rate: ok / wrong; equalized odds: (group, label, prediction)). 
 question is answered by a base model and a variant, so a test group is summarised by a
 ``K x K`` joint count matrix ``joint[i, j]`` = questions with base outcome ``i`` and
 variant outcome ``j``. Because the designs are paired and the statistics depend on counts
-only, the resampling tests below work on that matrix directly, never on rows:
-
-* paired permutation (swap) test (Good, *Permutation, Parametric and Bootstrap Tests of
-  Hypotheses*, 3rd ed., 2005, sec. 3.3 "matched pairs"), drawn cell-wise with binomials;
-* paired bootstrap percentile interval (Efron & Tibshirani, *An Introduction to the
-  Bootstrap*, 1993, ch. 13), drawn as one multinomial over the ``K*K`` cells;
-* single-arm bootstrap intervals, Wilson score intervals, exact McNemar tests and
-  Benjamini-Hochberg adjustment.
+only, the resampling below works on that matrix exactly, never on rows: the matched-pairs
+swap permutation test (Good, *Permutation Tests*, 2nd ed., Springer 2000) drawn cell-wise
+with binomials, and the paired percentile bootstrap (Efron & Tibshirani, *An Introduction
+to the Bootstrap*, 1993, ch. 13) drawn as one multinomial over the ``K*K`` cells. Also:
+single-arm bootstrap, Wilson intervals, exact McNemar tests, Benjamini-Hochberg.
 
 Pure NumPy/SciPy: no I/O. Randomness comes from one ``np.random.default_rng(seed)`` per
 group, so a group's result depends only on its own counts and seed (see :func:`seed_for`).
@@ -163,10 +160,8 @@ def equalized_odds_difference(c: np.ndarray, n_groups: int) -> np.ndarray:
     """
     c = np.asarray(c, dtype=float)
     if c.shape[-1] != 4 * n_groups:
-        raise AnalysisError(
-            f"equalized odds needs {4 * n_groups} categories for {n_groups} groups, got {c.shape[-1]}",
-            hint="Index categories as (g * 2 + y) * 2 + yhat.",
-        )
+        raise AnalysisError(f"equalized odds needs {4 * n_groups} categories for {n_groups} groups, "
+                            f"got {c.shape[-1]}", hint="Index categories as (g * 2 + y) * 2 + yhat.")
     t = c.reshape(c.shape[:-1] + (n_groups, 2, 2))  # [..., g, y, yhat]
     tpr = _ratio(t[..., 1, 1], t[..., 1, :].sum(axis=-1))
     fpr = _ratio(t[..., 0, 1], t[..., 0, :].sum(axis=-1))
@@ -235,10 +230,8 @@ def _as_counts(arr: np.ndarray, name: str, shape_doc: str, ndim: int, k: int) ->
     """Validate a non-negative integer count array with trailing axes of size ``k``."""
     a = np.asarray(arr)
     if a.ndim != ndim or any(s != k for s in a.shape[1:]):
-        raise AnalysisError(
-            f"{name} must have shape {shape_doc} with K={k}, got {a.shape}",
-            hint="K must equal the metric's n_categories.",
-        )
+        raise AnalysisError(f"{name} must have shape {shape_doc} with K={k}, got {a.shape}",
+                            hint="K must equal the metric's n_categories.")
     if a.size and not (np.issubdtype(a.dtype, np.integer) or np.array_equal(a, np.round(a))):
         raise AnalysisError(f"{name} must hold integer counts, got dtype {a.dtype}", hint="Pass counts.")
     if a.size and a.min() < 0:
@@ -246,12 +239,15 @@ def _as_counts(arr: np.ndarray, name: str, shape_doc: str, ndim: int, k: int) ->
     return a.astype(np.int64)
 
 
-def _check_seeds(seeds: Sequence[int], g: int) -> list[int]:
-    """One seed per group, as Python ints."""
+def _check_settings(seeds: Sequence[int], g: int, n_resamples: int, level: float) -> list[int]:
+    """One seed per group (returned as ints), at least 2 resamples and 0 < level < 1."""
     seeds = [int(s) for s in seeds]
     if len(seeds) != g:
         raise AnalysisError(f"need one seed per group: {g} groups, {len(seeds)} seeds",
                             hint="Derive each group's seed with seed_for(base_seed, *group_key).")
+    if n_resamples < 2 or not 0.0 < level < 1.0:
+        raise AnalysisError(f"bad resampling settings: {n_resamples} resamples, level={level}",
+                            hint="Use at least 2 permutations/bootstrap draws and 0 < level < 1.")
     return seeds
 
 
@@ -288,10 +284,10 @@ def _swap_deltas(joint: np.ndarray, rng: np.random.Generator, n_permutations: in
     """Change of one group's base counts per paired-swap draw, [P, K] (variant changes by minus it).
 
     Under H0 each question's two outcomes are exchangeable and swapped independently with
-    probability 1/2 (paired swap test; Good 2005, sec. 3.3). Swapping a concordant question
-    (``i == j``) changes nothing; the number swapped in off-diagonal cell ``(i, j)`` is
-    ``S_ij ~ Binomial(joint[i, j], 1/2)``, independently across cells, and moves ``S_ij``
-    base outcomes from ``i`` to ``j``: base becomes ``base + sum S_ij (e_j - e_i)`` and
+    probability 1/2 (matched-pairs swap test; Good, Permutation Tests, 2000). Swapping a
+    concordant question (``i == j``) changes nothing; the number swapped in off-diagonal
+    cell ``(i, j)`` is ``S_ij ~ Binomial(joint[i, j], 1/2)``, independently across cells,
+    and moves ``S_ij`` base outcomes from ``i`` to ``j``: base becomes ``base + sum S_ij (e_j - e_i)`` and
     variant ``variant - sum S_ij (e_j - e_i)``. A count statistic therefore has exactly
     the distribution it has under the row-wise swap, at O(K^2) per draw.
     """
@@ -306,31 +302,25 @@ def _swap_deltas(joint: np.ndarray, rng: np.random.Generator, n_permutations: in
 
 def permutation_null(joint: np.ndarray, metric: CountMetric, rng: np.random.Generator,
                      n_permutations: int) -> np.ndarray:
-    """Null draws of ``metric(variant) - metric(base)`` for ONE group's [K, K] matrix.
+    """Null draws [P] of ``metric(variant) - metric(base)`` for ONE group's [K, K] matrix.
 
-    The paired swap of :func:`_swap_deltas`; :func:`paired_count_tests` draws exactly these
-    values from a group's generator before its bootstrap.
+    The paired swap of :func:`_swap_deltas`, as :func:`paired_count_tests` draws it.
     """
-    delta = _swap_deltas(np.asarray(joint, dtype=np.int64), rng, n_permutations)
+    joint = np.asarray(joint, dtype=np.int64)
+    delta = _swap_deltas(joint, rng, n_permutations)
     base, variant = joint.sum(axis=1), joint.sum(axis=0)
     return metric.statistic(variant - delta) - metric.statistic(base + delta)
 
 
-def _multinomial(counts: np.ndarray, rng: np.random.Generator, size: int,
-                 margins: np.ndarray | None = None) -> np.ndarray:
-    """Bootstrap resamples Multinomial(n, counts / n) of a 1-D count vector, [size, len(counts)].
+def _multinomial(counts: np.ndarray, rng: np.random.Generator, size: int, margins: np.ndarray) -> np.ndarray:
+    """Bootstrap resamples Multinomial(n, counts / n) of a 1-D count vector, times ``margins``.
 
-    Only non-empty cells are passed to the sampler: the others have probability 0 and
-    would always draw 0, so skipping them is faster and leaves the distribution unchanged.
-    With ``margins`` ([len(counts), M] 0/1), returns ``draws @ margins`` instead.
+    Only non-empty cells go to the sampler: the others have probability 0 and would always
+    draw 0, so skipping them is faster and leaves the distribution unchanged. ``margins``
+    ([len(counts), M], 0/1) maps cells to the category counts wanted: [size, M].
     """
     nz = np.flatnonzero(counts)
-    draws = rng.multinomial(int(counts.sum()), counts[nz] / counts.sum(), size=size)
-    if margins is not None:
-        return draws @ margins[nz]
-    out = np.zeros((size, counts.size), dtype=np.int64)
-    out[:, nz] = draws
-    return out
+    return rng.multinomial(int(counts.sum()), counts[nz] / counts.sum(), size=size) @ margins[nz]
 
 
 def _draw_in_threads(draw: Callable[[int], tuple], idx: np.ndarray, workers: int | None) -> list:
@@ -340,7 +330,7 @@ def _draw_in_threads(draw: Callable[[int], tuple], idx: np.ndarray, workers: int
     group owns its generator, so the results do not depend on the scheduling.
     """
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
-    if workers <= 1 or idx.size < 32:
+    if workers <= 1 or idx.size < 32:  # a pool costs more than it saves on few groups
         return [draw(int(i)) for i in idx]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(draw, (int(i) for i in idx), chunksize=8))
@@ -353,7 +343,7 @@ def _chunks(idx: np.ndarray, values_per_group: int) -> list[np.ndarray]:
 
 
 def _percentile_summary(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Percentile interval (Efron & Tibshirani 1993, sec. 13.3) and SD per row of [G, B] draws.
+    """Percentile interval (Efron & Tibshirani 1993, ch. 13) and SD per row of [G, B] draws.
 
     NaN draws (metric undefined for that resample) are dropped; all-NaN rows give NaN, and
     the SD needs at least 2 defined draws.
@@ -362,13 +352,6 @@ def _percentile_summary(draws: np.ndarray, level: float) -> tuple[np.ndarray, np
     lo, hi = np.nanpercentile(draws, [tail, 100.0 - tail], axis=1)
     sd = np.nanstd(draws, axis=1, ddof=1)
     return lo, hi, np.where(np.count_nonzero(~np.isnan(draws), axis=1) > 1, sd, np.nan)
-
-
-def _check_settings(n_resamples: int, level: float) -> None:
-    """Resampling counts and the CI level must be usable."""
-    if n_resamples < 2 or not 0.0 < level < 1.0:
-        raise AnalysisError(f"bad resampling settings: {n_resamples} resamples, level={level}",
-                            hint="Use at least 2 permutations/bootstrap draws and 0 < level < 1.")
 
 
 def paired_count_tests(joint: np.ndarray, metric: CountMetric, *, seeds: Sequence[int],
@@ -390,15 +373,14 @@ def paired_count_tests(joint: np.ndarray, metric: CountMetric, *, seeds: Sequenc
     """
     joint = _as_counts(joint, "joint", "[G, K, K]", 3, metric.n_categories)
     g, k = joint.shape[0], metric.n_categories
-    seeds = _check_seeds(seeds, g)
-    _check_settings(min(n_permutations + 1, n_bootstrap), level)
+    seeds = _check_settings(seeds, g, min(n_permutations + 1, n_bootstrap), level)
     n, base, variant = joint.sum(axis=(1, 2)), joint.sum(axis=2), joint.sum(axis=1)
     value_base = np.asarray(metric.statistic(base), dtype=float).reshape(g)
     value_variant = np.asarray(metric.statistic(variant), dtype=float).reshape(g)
     diff = value_variant - value_base
 
-    # cell (i, j) of the flattened joint -> [base category i | variant category j]
-    margins = np.hstack([np.repeat(np.eye(k, dtype=np.int64), k, axis=0), np.tile(np.eye(k, dtype=np.int64), (k, 1))])
+    eye = np.eye(k, dtype=np.int64)  # flat cell (i, j) -> [base category i | variant category j]
+    margins = np.hstack([np.repeat(eye, k, axis=0), np.tile(eye, (k, 1))])
 
     def draw(i: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(seeds[i])  # permutations first, then the bootstrap
@@ -408,7 +390,8 @@ def paired_count_tests(joint: np.ndarray, metric: CountMetric, *, seeds: Sequenc
     out = np.full((4, g), np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows; a statistic's 0/0
-        for idx in _chunks(np.flatnonzero((n >= min_n) & (n > 0)), (n_permutations + 2 * n_bootstrap) * k):
+        tested = np.flatnonzero((n >= min_n) & (n > 0))
+        for idx in _chunks(tested, (n_permutations + 2 * n_bootstrap) * k):
             deltas, boots = map(np.stack, zip(*_draw_in_threads(draw, idx, workers)))
             b, v = base[idx, None, :], variant[idx, None, :]
             null = metric.statistic(v - deltas) - metric.statistic(b + deltas)  # [c, P]
@@ -428,18 +411,19 @@ def bootstrap_ci(counts: np.ndarray, metric: CountMetric, *, seeds: Sequence[int
     Resampling a group's n questions is Multinomial(n, counts / n); groups with n == 0
     get NaN throughout. Used for rankings, where no paired partner exists.
     """
-    counts = _as_counts(counts, "counts", "[G, K]", 2, metric.n_categories)
+    k = metric.n_categories
+    counts = _as_counts(counts, "counts", "[G, K]", 2, k)
     g = counts.shape[0]
-    seeds = _check_seeds(seeds, g)
-    _check_settings(n_bootstrap, level)
+    seeds = _check_settings(seeds, g, n_bootstrap, level)
     value = np.asarray(metric.statistic(counts), dtype=float).reshape(g)
-    out = np.full((3, g), np.nan)
+    out, eye = np.full((3, g), np.nan), np.eye(k, dtype=np.int64)
 
     def draw(i: int) -> np.ndarray:
-        return _multinomial(counts[i], np.random.default_rng(seeds[i]), n_bootstrap)
+        return _multinomial(counts[i], np.random.default_rng(seeds[i]), n_bootstrap, eye)
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for idx in _chunks(np.flatnonzero(counts.sum(axis=1) > 0), n_bootstrap * metric.n_categories):
-            out[:, idx] = _percentile_summary(metric.statistic(np.stack(_draw_in_threads(draw, idx, workers))), level)
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows; a statistic's 0/0
+        for idx in _chunks(np.flatnonzero(counts.sum(axis=1) > 0), n_bootstrap * k):
+            draws = np.stack(_draw_in_threads(draw, idx, workers))
+            out[:, idx] = _percentile_summary(metric.statistic(draws), level)
     return value, out[0], out[1]
