@@ -132,5 +132,5 @@ def run_demo(out_dir: str | Path, *, fresh: bool = False, progress: bool = True)
     t0 = time.time()
     written = write_report(out / "analysis", out / "report.html")
     seconds["report"] = time.time() - t0
-    return DemoResult(tables=analysis.tables, out_dir=out, variants=list(variants), report=out / "report.html",
+    return DemoResult(tables=analysis.tables, out_dir=out, variants=list(variants), report=Path(written.html),
                       seconds=seconds)

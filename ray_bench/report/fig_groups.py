@@ -16,6 +16,7 @@ from ray_bench.report.style import (
     color,
     dataset_label,
     labels_in_order,
+    legend_outside,
     panels,
     require_rows,
     shorten,
@@ -44,7 +45,7 @@ def ranking_selection(rankings: pl.DataFrame, q_label: str | None = None, max_pa
     """Rows of one q_label, one metric per dataset, for the ``max_panels`` datasets with most bases."""
     import polars as pl
 
-    rows = rankings.filter(pl.col("rank_base").is_not_null() & pl.col("rank_variant").is_not_null())
+    rows = rankings.filter((pl.col("rank_base") > 0) & (pl.col("rank_variant") > 0))  # 0 / null: unranked
     require_rows(rows, "ranking rows")
     q_label = q_label or default_ranking_label(rows["q_label"].to_list())
     rows = rows.filter(pl.col("q_label") == q_label).with_columns(dataset_label("subset"))
@@ -89,19 +90,31 @@ def fig4c_rankings(rankings: pl.DataFrame, q_label: str | None = None) -> tuple[
 
 
 def question_flip_hist(question_flips: pl.DataFrame, bins: int = 20) -> pl.DataFrame:
-    """% of questions per bin of the per-question flip rate (0-100 %), per dataset."""
+    """% of questions by per-question flip rate (0-100 %), per dataset.
+
+    With few variants the rate takes few values (k / n_variants): one bar per value. Otherwise
+    ``bins`` equal bins on [0, 100].
+    """
     import polars as pl
 
-    width = 100 / bins
-    pct = 100 * pl.col("flip_rate")
-    index = (pct / width).floor().clip(0, bins - 1).cast(pl.Int32)
-    return (
-        question_flips.filter(pl.col("flip_rate").is_not_null()).with_columns(dataset_label())
-        .group_by("label", index.alias("bin")).len().rename({"len": "n_questions"})
-        .with_columns((100 * pl.col("n_questions") / pl.col("n_questions").sum().over("label")).alias("pct_questions"),
-                      (pl.col("bin") * width).alias("bin_lo"), ((pl.col("bin") + 1) * width).alias("bin_hi"))
-        .sort("label", "bin").select("label", "bin_lo", "bin_hi", "n_questions", "pct_questions")
-    )
+    rows = question_flips.filter(pl.col("flip_rate").is_not_null()).with_columns(
+        dataset_label(), (100 * pl.col("flip_rate")).round(6).alias("pct"))
+    values = sorted(set(rows["pct"].to_list()))
+    if len(values) <= bins + 1:
+        gap = min((b - a for a, b in zip(values, values[1:])), default=100 / bins)
+        half = 0.4 * min(gap, 100 / bins * 2)
+        counted = rows.group_by("label", pl.col("pct").alias("center")).len().with_columns(
+            (pl.col("center") - half).alias("bin_lo"), (pl.col("center") + half).alias("bin_hi"))
+    else:
+        width = 100 / bins
+        index = (pl.col("pct") / width).floor().clip(0, bins - 1)
+        counted = rows.group_by("label", index.alias("_bin")).len().with_columns(
+            (pl.col("_bin") * width).alias("bin_lo"), ((pl.col("_bin") + 1) * width).alias("bin_hi"),
+            ((pl.col("_bin") + 0.5) * width).alias("center"))
+    return (counted.rename({"len": "n_questions"})
+            .with_columns((100 * pl.col("n_questions") / pl.col("n_questions").sum().over("label"))
+                          .alias("pct_questions"))
+            .sort("label", "center").select("label", "center", "bin_lo", "bin_hi", "n_questions", "pct_questions"))
 
 
 @styled
@@ -109,13 +122,13 @@ def fig5a_question_flips(question_flips: pl.DataFrame) -> tuple[Figure, pl.DataF
     """Fig 5a: per dataset, how the share of variants that flip a question is distributed."""
     data = require_rows(question_flip_hist(question_flips), "per-question flip rates")
     labels = labels_in_order(data)
-    fig, axes = panels(len(labels), sharex=True)
+    fig, axes = panels(len(labels))
     for ax, label in zip(axes, labels, strict=True):
         panel = data.filter(data["label"] == label)
         ax.bar(panel["bin_lo"], panel["pct_questions"], width=panel["bin_hi"] - panel["bin_lo"], align="edge",
                color=color(0), edgecolor="white", linewidth=0.4)
         ax.set_title(f"{label} (n={int(panel['n_questions'].sum()):,})")
-        ax.set_xlim(0, 100)
+        ax.set_xlim(-6, 106)
         ax.set_xlabel("% of variants whose response flipped")
         ax.set_ylabel("% of questions")
         style_axes(ax)
@@ -167,10 +180,10 @@ def fig5b_groups(groups: pl.DataFrame, dataset: str | None = None) -> tuple[Figu
     """Fig 5b: bias flips (U→B overlaid) of the groups with the most lopsided flips, at 3 levels."""
     data = extreme_groups(groups, dataset)
     levels = [lv for lv in LEVEL_TITLES if lv in set(data["level"].to_list())]
-    fig, axes = panels(len(levels), ncols=len(levels), size=(4.2, 0.5 * data.height / len(levels) + 1.8))
+    fig, axes = panels(len(levels), ncols=len(levels), size=(4.4, 0.6 * data.height / len(levels) + 1.8))
     for ax, level in zip(axes, levels, strict=True):
         panel = data.filter(data["level"] == level)
-        names = [g if level == "all" else f"{g} · {shorten(m, 22)}"
+        names = [g if level == "all" else f"{g}\n{shorten(m, 34)}"
                  for g, m in zip(panel["group"], panel["level_model"], strict=True)]
         y = range(panel.height)
         ax.barh(y, panel["pct_bias_flipped"], height=0.7, color=color(4), label="bias flipped (total)")
@@ -183,7 +196,7 @@ def fig5b_groups(groups: pl.DataFrame, dataset: str | None = None) -> tuple[Figu
         ax.set_xlabel("% of question × variant rows")
         ax.set_title(LEVEL_TITLES[level])
         style_axes(ax, grid_axis="x")
-    axes[0].legend(frameon=False, loc="lower right")
+    legend_outside(fig, axes[0])
     fig.suptitle(f"{data['label'][0]}: social groups with the most asymmetric bias flips (fig 5b)")
     return fig, data
 
@@ -220,5 +233,5 @@ def fig5c_group_across_datasets(groups: pl.DataFrame, group: str | None = None) 
     ax.set_xlabel("% of question × variant rows")
     ax.set_title(f"Group {group!r}: direction of bias flips across datasets (fig 5c)")
     style_axes(ax, grid_axis="x")
-    ax.legend(frameon=False, loc="lower right")
+    legend_outside(fig, ax)
     return fig, data

@@ -20,6 +20,7 @@ from ray_bench.report.style import (
     dataset_label,
     order_q_labels,
     require_rows,
+    legend_outside,
     style_axes,
     styled,
 )
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 MORE_BIASED = "more biased"
 
 
-def tested(significance: pl.DataFrame) -> pl.DataFrame:
+def counted_tests(significance: pl.DataFrame) -> pl.DataFrame:
     """The tests the figures count (see the module docstring), with a dataset ``label``."""
     import polars as pl
 
@@ -69,7 +70,7 @@ def fig3a_significant_share(significance: pl.DataFrame) -> tuple[Figure, pl.Data
     """Fig 3a: % of tests with a significant change (pooled BH-FDR), "more biased" share overlaid."""
     from matplotlib.figure import Figure
 
-    data = require_rows(significant_share(tested(significance), ["label"]), "tested significance rows")
+    data = require_rows(significant_share(counted_tests(significance), ["label"]), "tested significance rows")
     labels = data["label"].to_list()
     fig = Figure(figsize=(7.5, 0.45 * len(labels) + 1.6), layout="constrained")
     ax = fig.add_subplot()
@@ -84,7 +85,7 @@ def fig3a_significant_share(significance: pl.DataFrame) -> tuple[Figure, pl.Data
     ax.set_xlabel("% of tests (base × variant × axis × metric) significant")
     ax.set_title("Share of significant changes in aggregate bias metrics (fig 3a)")
     style_axes(ax, grid_axis="x")
-    ax.legend(frameon=False, loc="lower right")
+    legend_outside(fig, ax)
     return fig, data
 
 
@@ -108,7 +109,7 @@ def fig3b_effect_size(significance: pl.DataFrame) -> tuple[Figure, pl.DataFrame]
 
     keys = ["label", "base", "variant", "q_label", "axis", "metric"]
     data = require_rows(
-        tested(significance).filter(pl.col("significant_pooled") & pl.col("cohens_dz").is_finite())
+        counted_tests(significance).filter(pl.col("significant_pooled") & pl.col("cohens_dz").is_finite())
         .select(*keys, "direction", "cohens_dz").sort(keys), "significant test with a finite Cohen's d_z")
     summary = effect_size_summary(data)
     fig = Figure(figsize=(10, 3.6), layout="constrained")
@@ -119,16 +120,24 @@ def fig3b_effect_size(significance: pl.DataFrame) -> tuple[Figure, pl.DataFrame]
     ax.axvline(0, color="#555555", linestyle=":", linewidth=0.8)
     ax.set_xlabel("Cohen's d_z (variant − base)")
     ax.set_ylabel("significant tests")
+    ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_title("Effect size of significant changes (fig 3b)")
     style_axes(ax)
     cells = [[r["label"], str(r["n"])] + [_num(r[c]) for c in ("mean", "std", "min", "max")]
              for r in summary.iter_rows(named=True)]
     tab.axis("off")
-    table = tab.table(cellText=cells, colLabels=["dataset", "n", "mean", "std", "min", "max"], loc="center",
-                      cellLoc="right", colLoc="right")
+    head = ["dataset", "n", "mean", "std", "min", "max"]
+    chars = [max(len(str(r[i])) for r in [head, *cells]) + 2 for i in range(len(head))]
+    table = tab.table(cellText=cells, colLabels=head, loc="center", cellLoc="right", colLoc="right",
+                      colWidths=[0.98 * c / sum(chars) for c in chars])
     table.auto_set_font_size(False)
     table.set_fontsize(8)
-    table.auto_set_column_width(list(range(6)))
+    for (row, _col), cell in table.get_celld().items():
+        cell.PAD = 0.25
+        cell.set_edgecolor("#bbbbbb")
+        if row == 0:
+            cell.set_facecolor("#f0f0f0")
+    table.scale(1.0, 1.6)
     return fig, data
 
 
@@ -154,7 +163,7 @@ def fig3c_flip_by_significance(significance: pl.DataFrame) -> tuple[Figure, pl.D
     """Fig 3c: responses flip as often where the aggregate metric did not change significantly."""
     from matplotlib.figure import Figure
 
-    data = require_rows(weighted_flip_rate(tested(significance)), "tested significance rows with a flip rate")
+    data = require_rows(weighted_flip_rate(counted_tests(significance)), "tested significance rows with a flip rate")
     labels = sorted(set(data["label"].to_list()))
     fig = Figure(figsize=(7.5, 0.55 * len(labels) + 1.6), layout="constrained")
     ax = fig.add_subplot()
@@ -167,7 +176,7 @@ def fig3c_flip_by_significance(significance: pl.DataFrame) -> tuple[Figure, pl.D
     ax.set_xlabel("% responses flipped (weighted by questions per test)")
     ax.set_title("Aggregate metrics hide response flips (fig 3c)")
     style_axes(ax, grid_axis="x")
-    ax.legend(frameon=False, loc="lower right")
+    legend_outside(fig, ax)
     return fig, data
 
 
@@ -209,7 +218,7 @@ def share_with_avg(tests: pl.DataFrame, row_col: str) -> pl.DataFrame:
 @styled
 def fig4a_significant_by_method(significance: pl.DataFrame) -> tuple[Figure, pl.DataFrame]:
     """Fig 4a: % significant tests by quantization label x dataset (+ Avg over datasets)."""
-    data = require_rows(share_with_avg(tested(significance), "q_label"), "tested significance rows")
+    data = require_rows(share_with_avg(counted_tests(significance), "q_label"), "tested significance rows")
     rows = order_q_labels(data["q_label"].to_list())
     return _heatmap(data, "q_label", rows, "Behavior flipping by quantization method (fig 4a)"), data
 
@@ -217,6 +226,6 @@ def fig4a_significant_by_method(significance: pl.DataFrame) -> tuple[Figure, pl.
 @styled
 def fig4b_significant_by_base(significance: pl.DataFrame) -> tuple[Figure, pl.DataFrame]:
     """Fig 4b: % significant tests by base model x dataset (+ Avg over datasets)."""
-    data = require_rows(share_with_avg(tested(significance), "base"), "tested significance rows")
+    data = require_rows(share_with_avg(counted_tests(significance), "base"), "tested significance rows")
     rows = sorted(set(data["base"].to_list()))
     return _heatmap(data, "base", rows, "Behavior flipping by base model (fig 4b)"), data

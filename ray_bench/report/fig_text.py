@@ -13,6 +13,7 @@ from ray_bench.report.style import (
     color,
     dataset_label,
     order_q_labels,
+    legend_outside,
     panels,
     require_rows,
     style_axes,
@@ -69,6 +70,6 @@ def figS_text_changes(text_changes: pl.DataFrame) -> tuple[Figure, pl.DataFrame]
         ax.set_xlabel(name)
         ax.axvline(0, color="#555555", linewidth=0.6)
         style_axes(ax, grid_axis="x")
-    axes[0].legend(frameon=False, loc="best")
+    legend_outside(fig, axes[0])
     fig.suptitle("Change of the generated text under quantization (supplement)")
     return fig, data

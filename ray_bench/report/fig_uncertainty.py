@@ -51,7 +51,7 @@ def pooled_hist(hist: pl.DataFrame, series: str) -> pl.DataFrame:
 
 
 def _step_panels(data: pl.DataFrame, series: str, order: list, names: dict, colors: dict,
-                 xlabel: str) -> Figure:
+                 xlabel: str, legend_loc: str = "upper right") -> Figure:
     """Small multiples of density step lines, one line per value of ``series``."""
     labels = labels_in_order(data)
     fig, axes = panels(len(labels))
@@ -69,7 +69,7 @@ def _step_panels(data: pl.DataFrame, series: str, order: list, names: dict, colo
         ax.set_xlabel(xlabel)
         ax.set_ylabel("density")
         style_axes(ax)
-        ax.legend(frameon=False, loc="best")
+        ax.legend(frameon=False, loc=legend_loc, fontsize=7)
     return fig
 
 
@@ -93,7 +93,8 @@ def fig2c_entropy_diff_hist(entropy_diff_hist: pl.DataFrame) -> tuple[Figure, pl
     data = require_rows(pooled_hist(entropy_diff_hist, "q_label"), "entropy-change histogram rows")
     order = order_q_labels(data["q_label"].to_list())
     fig = _step_panels(data, "q_label", order, {q: q for q in order},
-                       {q: color(i) for i, q in enumerate(order)}, "Δ normalized entropy (variant − base)")
+                       {q: color(i) for i, q in enumerate(order)}, "Δ normalized entropy (variant − base)",
+                       legend_loc="upper left")
     for ax in fig.axes:
         if ax.get_visible():
             ax.set_xlim(*DIFF_RANGE)

@@ -161,3 +161,10 @@ def on_grid(frame: pl.DataFrame, edges: Sequence[float], value: str) -> list[flo
         i = min(n - 1, max(0, round((lo - edges[0]) / width)))
         out[i] += float(v or 0.0)
     return out
+
+
+def legend_outside(fig: Figure, ax: Axes) -> None:
+    """One legend for the figure, below the axes (never over the data)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(handles)), frameon=False)

@@ -1,0 +1,125 @@
+"""Read an analysis directory (`ray-bench analyze --out DIR`) for the report.
+
+Every table is read from its Parquet file; the report needs only the columns listed in
+:data:`REQUIRED_TABLES` / :data:`OPTIONAL_TABLES` (docs/analysis.md has them all).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray_bench.errors import ResultsError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+_KEYS = ("dataset", "subset", "context_condition")
+_PAIR = ("base", "variant", "role", "q_label")
+_HIST = (*_KEYS, "bin_lo", "bin_hi", "count", "density")
+
+#: Tables the report cannot do without, and the columns it reads from each.
+REQUIRED_TABLES: dict[str, tuple[str, ...]] = {
+    "models": ("model", "base", "role", "q_label", "engine", "dtype"),
+    "flips": (*_PAIR, *_KEYS, "axis", "n", "n_flipped", "flip_rate", "n_bias_flipped", "bias_flip_rate",
+              "control_flip_rate"),
+    "uncertainty": (*_KEYS, "entropy_bin", "num_choices", "n_rows", "pct_questions", "pct_flipped",
+                    "pct_bias_flipped"),
+    "question_flips": (*_KEYS, "question_id", "n_variants", "flip_rate"),
+    "significance": (*_PAIR, *_KEYS, "axis", "metric", "n", "status", "cohens_dz", "direction",
+                     "significant_pooled", "significant_dataset", "flip_rate"),
+    "entropy_hist": (*_HIST, "flipped"),
+    "entropy_box": (*_KEYS, "who", "n", "mean", "q05", "q25", "q50", "q75", "q95"),
+    "entropy_diff_hist": (*_HIST, "q_label"),
+}
+#: Tables that may be absent (their figures are then skipped).
+OPTIONAL_TABLES: dict[str, tuple[str, ...]] = {
+    "groups": ("level", "level_model", *_KEYS, "group", "n_questions", "n_rows", "pct_flipped",
+               "pct_bias_flipped", "pct_unb_to_b", "pct_b_to_unb", "diff_unb_to_b"),
+    "rankings": (*_KEYS, "metric", "q_label", "base", "value_base", "lo_base", "hi_base", "rank_base", "variant",
+                 "value_variant", "lo_variant", "hi_variant", "rank_variant", "rank_change"),
+    "text_changes": (*_PAIR, *_KEYS, "axis", "n", "mean_word_count_change", "mean_lcp_prop", "mean_rougeL_f"),
+}
+META_FILE = "analysis.json"
+
+
+@dataclass(frozen=True)
+class AnalysisInputs:
+    """The tables of an analysis directory and its ``analysis.json``."""
+
+    directory: Path
+    tables: dict[str, pl.DataFrame]
+    meta: dict[str, Any]
+    missing: tuple[str, ...] = field(default=())  #: optional tables that are absent
+
+
+def _hint(directory: Path) -> str:
+    return (f"Run `ray-bench analyze --results RUN_DIR --out {directory}` first, "
+            "then `ray-bench report --analysis` that directory.")
+
+
+def read_table(directory: Path, name: str, columns: tuple[str, ...]) -> pl.DataFrame:
+    """``<directory>/<name>.parquet``, checked to have ``columns``.
+
+    Raises:
+        ResultsError: the file is missing, unreadable or lacks a column (names the file).
+    """
+    import polars as pl
+
+    path = directory / f"{name}.parquet"
+    if not path.is_file():
+        raise ResultsError(f"analysis table {path} is missing", hint=_hint(directory))
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as exc:  # polars raises several kinds for corrupt files
+        raise ResultsError(f"analysis table {path} cannot be read: {exc}".replace("\n", " "),
+                           hint=_hint(directory)) from exc
+    lacking = [c for c in columns if c not in frame.columns]
+    if lacking and frame.height == 0:  # an empty table may be written without columns
+        return pl.DataFrame(schema={**frame.schema, **{c: pl.String for c in lacking}})
+    if not lacking:  # keys compare across tables: a column of only nulls may be stored as type Null
+        frame = frame.with_columns(pl.col(c).cast(pl.String) for c in _KEYS if c in frame.columns)
+    if lacking:
+        raise ResultsError(
+            f"analysis table {path} lacks the column(s) {', '.join(lacking)}; it was written by another "
+            "version of `ray-bench analyze`", hint=_hint(directory))
+    return frame
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """``analysis.json`` as a dict.
+
+    Raises:
+        ResultsError: it is missing or not a JSON object.
+    """
+    path = directory / META_FILE
+    if not path.is_file():
+        raise ResultsError(f"{path} is missing (provenance of the analysis)", hint=_hint(directory))
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path} cannot be read: {exc}", hint=_hint(directory)) from exc
+    if not isinstance(meta, dict):
+        raise ResultsError(f"{path} is not a JSON object", hint=_hint(directory))
+    return meta
+
+
+def read_analysis(directory: str | Path) -> AnalysisInputs:
+    """Every table the report uses (optional ones when present) and ``analysis.json``.
+
+    Raises:
+        ResultsError: the directory, a required table or ``analysis.json`` is missing or unreadable.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ResultsError(f"analysis directory {directory} does not exist", hint=_hint(directory))
+    tables = {name: read_table(directory, name, cols) for name, cols in REQUIRED_TABLES.items()}
+    missing = []
+    for name, cols in OPTIONAL_TABLES.items():
+        if (directory / f"{name}.parquet").is_file():
+            tables[name] = read_table(directory, name, cols)
+        else:
+            missing.append(name)
+    return AnalysisInputs(directory, tables, read_meta(directory), tuple(missing))
