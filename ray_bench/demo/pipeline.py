@@ -125,8 +125,10 @@ def run_demo(out_dir: str | Path, *, fresh: bool = False, progress: bool = True)
     seconds["run"] = time.time() - t0
     t0 = time.time()
     _log("analyzing: flips, bias metrics, permutation tests, groups, rankings")
+    # The sample has 4-8 questions per dataset: the demo lowers the minimum group sizes (50 and
+    # 10 by default) so that every table and figure has content; its tests have no power.
     config = AnalyzeConfig(results=out / "runs", out=out / "analysis", controls={"base-bf16": "base"},
-                           min_group_questions=1)
+                           min_group_questions=1, min_test_questions=3)
     analysis = analyze_run(config)
     seconds["analyze"] = time.time() - t0
     t0 = time.time()
