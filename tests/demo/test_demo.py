@@ -40,7 +40,8 @@ def test_demo_runs_every_question_spreads_entropy_and_ends_with_the_report(tmp_p
     assert min(entropies) <= 1 / 3 and max(entropies) > 2 / 3 and any(1 / 3 < h <= 2 / 3 for h in entropies)
     flips = result.tables["flips"].filter((pl.col("axis") == "(all)") & (pl.col("role") == "variant"))
     assert flips["n_flipped"].sum() > 0 and set(flips["variant"]) == set(result.variants)
-    assert result.report.is_file() and "<svg" in result.report.read_text()
+    html = result.report.read_text()
+    assert html.count('src="data:image/svg+xml;base64,') >= 10 and "src=\"http" not in html
     manifest = json.loads((runs / "manifest.json").read_text())
     assert set(manifest["models"]) == {"base", "base-bf16", *result.variants}
     assert manifest["runs"][0]["provenance"]["packages"]["torch"]
