@@ -45,23 +45,38 @@ def _naive_lcp(a: list[str], b: list[str]) -> int:
     return n
 
 
-class _CountingScorer:
-    """Stands in for RougeScorer and records the (target, prediction) pairs it scored."""
+class _CountingLcs:
+    """Wraps the LCS kernel and records the (target, prediction) token pairs it scored."""
 
-    def __init__(self) -> None:
+    def __init__(self, real) -> None:
         self.calls: list[tuple[str, str]] = []
-        self._real = text._scorer()
+        self._real = real
 
-    def score(self, target: str, prediction: str):
-        self.calls.append((target, prediction))
-        return self._real.score(target, prediction)
+    def __call__(self, a, b):
+        self.calls.append((" ".join(a), " ".join(b)))
+        return self._real(a, b)
 
 
 @pytest.fixture
-def counting(monkeypatch) -> _CountingScorer:
-    fake = _CountingScorer()
-    monkeypatch.setattr(text, "_scorer", lambda: fake)
+def counting(monkeypatch) -> _CountingLcs:
+    fake = _CountingLcs(text.lcs_length)
+    monkeypatch.setattr(text, "lcs_length", fake)
     return fake
+
+
+def test_rouge_l_equals_the_rouge_score_package_on_random_texts():
+    """The fast LCS gives rouge-score's own numbers (stemming, case, punctuation included)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    vocab = ["running", "runs", "ran", "The", "cat", "cats", "sat,", "on", "mat.", "quickly", "a", "is", "42", "Walking"]
+    rng = random.Random(7)
+    for _ in range(300):
+        x = " ".join(rng.choice(vocab) for _ in range(rng.randint(1, 40)))
+        y = " ".join(rng.choice(vocab) for _ in range(rng.randint(1, 40)))
+        ref = scorer.score(x, y)["rougeL"]
+        got = rouge_l(x, y)
+        assert got == (pytest.approx(ref.precision), pytest.approx(ref.recall), pytest.approx(ref.fmeasure)), (x, y)
 
 
 def test_worked_example_cat_on_the_mat():
