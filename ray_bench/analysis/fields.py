@@ -113,6 +113,7 @@ def closed_fields(rows: pl.LazyFrame) -> pl.LazyFrame:
     ``p_biased``, ``is_biased``, ``outcome`` (see the module table)."""
     p_biased, is_biased, outcome = _closed_rules()
     closed = rows.filter((pl.col("kind") == "closed") & pl.col("error").is_null())
+    closed = closed.drop([c for c in ("response", "responses") if c in closed.collect_schema().names()])
     return closed.with_columns(
         pl.col("choice_probs").list.len().cast(pl.Int32).alias("num_choices"),
         normalized_entropy(pl.col("choice_probs")).alias("entropy"),

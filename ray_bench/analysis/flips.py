@@ -40,14 +40,21 @@ def pair_rows(fields: pl.LazyFrame, models: pl.DataFrame) -> pl.LazyFrame:
     names = fields.collect_schema().names()
     side = [c for c in _SIDE if c in names]
     shared = [c for c in _SHARED if c in names]
+    # Repeated strings as categoricals while joining: 2x less transient memory on the full study.
+    cat = [c for c in ("subset", *shared) if fields.collect_schema()[c] == pl.String]
+    fields = fields.with_columns(pl.col("model", *cat).cast(pl.Categorical))
     pairs = models.filter(pl.col("role") != "base").select(
         pl.col("model").alias("variant"), "base", "role", "q_label", "method", "scheme"
-    ).lazy()
+    ).lazy().with_columns(pl.col("variant", "base").cast(pl.Categorical))
     variant = fields.select(pl.col("model").alias("variant"), *QUESTION_KEYS, *shared, *side).rename(
         {c: f"{c}_variant" for c in side}
     )
     base = fields.select(pl.col("model").alias("base"), *QUESTION_KEYS, *side).rename({c: f"{c}_base" for c in side})
-    paired = variant.join(pairs, on="variant", how="inner").join(base, on=["base", *QUESTION_KEYS], how="inner")
+    # validate="m:1" also pins the join order: Polars would otherwise join every model's rows
+    # with every model's rows on the question first (60 x 60 rows per question in the study).
+    paired = variant.join(pairs, on="variant", how="inner", validate="m:1").join(
+        base, on=["base", *QUESTION_KEYS], how="inner", validate="m:1"
+    ).with_columns(pl.col("variant", "base", *cat).cast(pl.String))
     return paired.with_columns(*_flip_columns(names))
 
 

@@ -1,4 +1,4 @@
-"""``ray-bench bench ...``: engine benchmarks (``scoring``)."""
+"""``ray-bench bench ...``: benchmarks (``scoring``: the engines; ``analysis``: the analysis stage)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from ray_bench.cli.common import err_console, out_console
 from ray_bench.errors import ConfigError
 
-app = typer.Typer(no_args_is_help=True, help="Engine benchmarks.")
+app = typer.Typer(no_args_is_help=True, help="Engine and analysis benchmarks.")
 
 SCORING_EPILOG = (
     "Examples:\n\n"
@@ -211,3 +211,184 @@ def _print_verdict(result: dict[str, Any]) -> None:
         f"(tol {exact['atol']:g} + {exact['rtol']:g}*|a|), token counts equal: {exact['token_counts_equal']}, "
         f"argmax agreement {100 * exact['prediction_agreement']:.1f}% over {setup['reference_questions']} questions: {verdict}"
     )
+
+
+ANALYSIS_EPILOG = (
+    "Examples:\n\n"
+    "  ray-bench bench analysis\n\n"
+    "  ray-bench bench analysis --rounds 1 --scale 0.05 --permutations 100\n\n"
+    "  ray-bench bench analysis --work-dir /tmp/rb-study --json analysis-bench.json\n\n"
+    "  ray-bench bench analysis --pandas-variants 5 --profile"
+)
+
+
+@app.command("analysis", epilog=ANALYSIS_EPILOG)
+def analysis(
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Timed rounds (approaches alternate order); best is reported."),
+    scale: float = typer.Option(1.0, "--scale", min=0.0001, max=1.0, help="Multiplies every dataset's question count."),
+    permutations: int = typer.Option(1000, "--permutations", min=1, help="Permutations (and bootstrap resamples) per test."),
+    work_dir: Path | None = typer.Option(
+        None, "--work-dir", help="Build the study here and keep it; a later run with the same shape reuses it."
+    ),
+    keep: bool = typer.Option(False, "--keep", help="Keep the temporary study and outputs (printed at the end)."),
+    pandas_variants: int | None = typer.Option(
+        None, "--pandas-variants", min=1,
+        help="Run the pandas baseline on this many variants only and extrapolate linearly (default: all).",
+    ),
+    shard_size: int | None = typer.Option(
+        None, "--shard-size", min=1, help="Questions per shard file (default: one shard per model and dataset)."
+    ),
+    profile: bool | None = typer.Option(
+        None, "--profile/--no-profile", help="Time each analysis step alone afterwards (default: when a target fails)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seeds the synthetic study."),
+    max_rss_gib: float | None = typer.Option(
+        None, "--max-rss-gib", min=0.1,
+        help="Kill a step whose RSS passes this and report it failed (default: 3/4 of RAM, at most 16).",
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the results as JSON here."),
+) -> None:
+    """Time the whole analysis on a synthetic study shaped like the full one, against a pandas baseline.
+
+    Builds 60 models (10 bases x 5 quantized variants) x 85,823 questions (each dataset's real
+    choice count, BBQ ambiguous contexts, short open-ended answers), then round by round, each
+    in a fresh process: (a) the whole `ray-bench analyze` (all tables, all tests) with its peak
+    RSS, (a') the flip, uncertainty and entropy tables alone, and (b) the flip table in the
+    reference's style with pandas (row-wise apply, one merge per variant, groupby), whose
+    numbers must equal ours. Prints best-round seconds, ratios and PASS/FAIL per target.
+    """
+    from ray_bench.bench.analysis import run_benchmark
+
+    result = run_benchmark(
+        rounds=rounds, scale=scale, permutations=permutations, work_dir=work_dir, keep=keep,
+        pandas_variants=pandas_variants, shard_size=shard_size, profile=profile, seed=seed,
+        max_rss_bytes=int(max_rss_gib * 2**30) if max_rss_gib else None,
+        log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False),
+    )
+    print_analysis_report(result)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        err_console.print(f"wrote {json_path}")
+    if not (result["check"]["passed"] and result["analyze_flips_equal_flips_step"]["equal"]):
+        raise typer.Exit(1)
+
+
+def _gib(n: float | None) -> str:
+    return "-" if n is None else f"{n / 2**30:.2f} GiB"
+
+
+def _num(value: float | None, fmt: str, suffix: str = "") -> str:
+    return "failed" if value is None else f"{value:{fmt}}{suffix}"
+
+
+def print_analysis_report(result: dict[str, Any]) -> None:
+    """Print the analysis benchmark's header, tables and verdict lines to stdout."""
+    from rich.table import Table
+
+    from ray_bench.bench.analysis import APPROACHES, TARGETS
+
+    setup, best, peak = result["setup"], result["best"], result["peak_rss_bytes"]
+    study = setup["study"]
+    closed = {k: v for k, v in study["subsets"].items() if v["kind"] == "closed"}
+    lines = [
+        f"study (synthetic): {study['models']} models ({study['bases']} bases x {study['variants'] // max(1, study['bases'])} "
+        f"variants) x {study['questions']:,} questions = {study['result_rows']:,} result rows in {study['shard_files']:,} "
+        f"shard files; scale {setup['scale']:g}; built in {setup['build_seconds']} s",
+        "closed: " + ", ".join(f"{k} {v['questions']:,} ({v['choices']} ch)" for k, v in closed.items()),
+        f"open: {study['open_questions']:,} questions with synthetic answers of {study['open_answer_words'][0]}-"
+        f"{study['open_answer_words'][1]} words (real answers are longer: text metrics cost more there)",
+        f"tests: {setup['permutations']} permutations and {setup['bootstrap']} bootstrap resamples each; "
+        f"{setup['rounds']} rounds, approaches alternating order, each in a fresh process; {setup['cpu_count']} CPUs; "
+        f"polars {setup['polars']}, pandas {setup['pandas']}",
+    ]
+    if setup["pandas_variants"] != setup["all_variants"]:
+        lines.append(
+            f"pandas baseline ran on {setup['pandas_variants']} of {setup['all_variants']} variants "
+            f"({', '.join(setup['pandas_subsample'] or [])}); its time is extrapolated linearly "
+            f"x{setup['pandas_extrapolation_factor']:.1f}"
+        )
+    for line in lines:
+        out_console.print(line, highlight=False, markup=False)
+    table = Table(title="Analysis benchmark (best round)", title_justify="left")
+    for col in ("approach", "best s", "rounds s", "peak RSS", "vs ours (flip+entropy)"):
+        table.add_column(col, justify="left" if col == "approach" else "right")
+    for name, label in APPROACHES.items():
+        seconds = best["pandas_all_variants"] if name == "pandas" else best[name]
+        shown = _num(seconds, ".2f") + (
+            " (extrap.)" if name == "pandas" and setup["pandas_variants"] != setup["all_variants"] else "")
+        rel = f"{seconds / best['flips']:.2f}x" if seconds is not None and best["flips"] else "-"
+        rounds_s = ", ".join("killed" if r[name].get("failed") else f"{r[name]['seconds']:.1f}" for r in result["rounds"])
+        table.add_row(label, shown, rounds_s, _gib(peak[name]) + (" (killed)" if name in result.get("failed", {}) else ""),
+                      rel)
+    out_console.print(table)
+    for name, reasons in result.get("failed", {}).items():
+        out_console.print(f"{name}: {reasons[0]}", highlight=False, markup=False)
+    targets, ratios = result["targets"], result["ratios"]
+    verdict = Table(title="Targets (2 cores)", title_justify="left")
+    for col in ("target", "measured", "limit", "ratio", "verdict"):
+        verdict.add_column(col, justify="left" if col == "target" else "right")
+    peak_rss = result["peak_rss_bytes"]["analyze"]
+    rows = (
+        ("flip + entropy tables", _num(targets["flips_s"]["value"], ".2f", " s"), f"< {TARGETS['flips_s']:.0f} s",
+         _num(ratios["flips_over_target"], ".2f", " of limit"), targets["flips_s"]["passed"]),
+        ("whole analysis", _num(targets["analyze_s"]["value"], ".2f", " s"), f"< {TARGETS['analyze_s']:.0f} s",
+         _num(ratios["analyze_over_target"], ".2f", " of limit"), targets["analyze_s"]["passed"]),
+        ("peak RSS of the whole analysis",
+         _gib(peak_rss) + (" (killed)" if "analyze" in result.get("failed", {}) else ""),
+         f"< {_gib(TARGETS['peak_rss_bytes'])}", _num(ratios["peak_rss_over_target"], ".2f", " of limit"),
+         targets["peak_rss_bytes"]["passed"]),
+        ("pandas flip table / ours flip+entropy", _num(targets["speedup_vs_pandas"]["value"], ".2f", "x"),
+         f">= {TARGETS['speedup_vs_pandas']:.0f}x", _num(ratios["pandas_over_flips"], ".2f", "x"),
+         targets["speedup_vs_pandas"]["passed"]),
+    )
+    for name, measured, limit, ratio, ok in rows:
+        verdict.add_row(name, measured, limit, ratio, "PASS" if ok else "FAIL")
+    out_console.print(verdict)
+    check = result["check"]
+    out_console.print(f"ratio pandas / whole analysis: {_num(ratios['pandas_over_analyze'], '.2f', 'x')}",
+                      highlight=False)
+    if check.get("skipped"):
+        out_console.print(f"correctness check skipped: {check['skipped']}: FAIL", highlight=False)
+    else:
+        out_console.print(
+            f"correctness: pandas vs ours over {check['rows_compared']:,} flip rows ({check['variants_compared']} "
+            f"variants) and {check['uncertainty_rows_compared']} uncertainty rows: counts equal {check['counts_equal']}, "
+            f"max |diff| {check['max_abs_diff']:.2e} (tol {check['tol']:g}): {'PASS' if check['passed'] else 'FAIL'}; "
+            f"analyze's flips table equals the flips step's: {result['analyze_flips_equal_flips_step']['equal']}",
+            highlight=False,
+        )
+    if result.get("profile"):
+        if result["profile"].get("failed"):
+            out_console.print(f"profile: {result['profile']['reason']}", highlight=False)
+        else:
+            _print_profile(result["profile"])
+    load = setup.get("load_average_after")
+    if load is not None and load > 1.25 * (setup.get("cpu_count") or 1):
+        err_console.print(
+            f"[yellow]warning: 1-min load average {load:.1f} on {setup['cpu_count']} CPUs; other processes were "
+            "competing, so the timings are noisy (the approaches alternate rounds to share the noise).[/yellow]"
+        )
+    if setup.get("work_dir"):
+        err_console.print(f"study and outputs kept in {setup['work_dir']}")
+
+
+def _print_profile(profile: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    counts = {k: profile[k] for k in ("open_pairs", "open_distinct_pairs", "open_rouge_calls") if k in profile}
+    steps = {k: v for k, v in profile.items()
+             if k not in counts and k not in ("process_seconds", "peak_rss_bytes", "failed", "reason", "seconds")}
+    total = sum(steps.values())
+    table = Table(title="Each analysis step alone (one process, tables not written)", title_justify="left")
+    for col in ("step", "s", "share"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    for name, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
+        table.add_row(name, f"{seconds:.2f}", f"{100 * seconds / total:.0f}%" if total else "-")
+    out_console.print(table)
+    if counts:
+        out_console.print(
+            f"open-ended pairs: {counts.get('open_pairs', 0):,} (distinct text pairs {counts.get('open_distinct_pairs', 0):,}, "
+            f"of which differing, i.e. ROUGE-L calls: {counts.get('open_rouge_calls', 0):,})",
+            highlight=False,
+        )
