@@ -180,3 +180,21 @@ def _bh(table: pl.DataFrame, family: list, suffix: str, alpha: float) -> pl.Data
 
 
 __all__ = ["SIGNED", "TEST_KEYS", "TestOptions", "count_metric", "metric_name", "significance_table", "U2B", "B2U"]
+
+
+def stereoset_table(rows: pl.LazyFrame) -> pl.DataFrame:
+    """StereoSet's language-model score, stereotype score and ICAT (Nadeem et al. 2021) for base
+    and variant, per (pair, axis) and ``(all)``: the parts behind the ``stereoset`` metric."""
+    ss = rows.filter((pl.col("dataset") == "StereoSet-Intersentence") & pl.col("outcome_base").is_not_null()
+                     & pl.col("outcome_variant").is_not_null())
+    keys = [*PAIR_KEYS, *DATASET_KEYS, "axis"]
+    counts = with_all_axes(ss).group_by(keys).agg(
+        *(((pl.col(f"outcome_{side}") == k).sum()).alias(f"{side}_{k}") for side in ("base", "variant") for k in range(3))
+    ).sort(keys, nulls_last=True).collect()
+    if counts.height == 0:
+        return pl.DataFrame()
+    out = counts.select(keys).with_columns(pl.Series("n", counts.select(pl.sum_horizontal(pl.col(r"^base_\d$"))).to_series()))
+    for side in ("base", "variant"):
+        parts = stats.stereoset_parts(counts.select(f"{side}_0", f"{side}_1", f"{side}_2").to_numpy())
+        out = out.with_columns(pl.Series(f"{name}_{side}", values, dtype=pl.Float64) for name, values in parts.items())
+    return out.with_columns((pl.col("icat_variant") - pl.col("icat_base")).alias("icat_diff"))

@@ -16,7 +16,7 @@ from ray_bench.analysis.fields import check_unique, closed_fields, open_fields
 from ray_bench.analysis.flips import flip_table, pair_rows, question_flip_table, uncertainty_table
 from ray_bench.analysis.groups import group_asymmetry, ranking_table
 from ray_bench.analysis.keys import DATASET_KEYS, PAIR_KEYS
-from ray_bench.analysis.metrics import TestOptions, significance_table
+from ray_bench.analysis.metrics import TestOptions, significance_table, stereoset_table
 from ray_bench.errors import AnalysisError
 
 
@@ -57,6 +57,19 @@ def text_change_table(paired_open: pl.LazyFrame) -> pl.DataFrame:
     )
 
 
+#: Quantization metadata every per-variant table carries (from the model table).
+QUANT_COLUMNS = ["method", "scheme", "w_bits", "a_bits", "smoothquant"]
+
+
+def with_quant_metadata(table: pl.DataFrame, models: pl.DataFrame) -> pl.DataFrame:
+    """``table`` with the variant's method, scheme, bits and SmoothQuant flag after ``q_label``."""
+    meta = models.select(pl.col("model").alias("variant"), *QUANT_COLUMNS)
+    joined = table.drop(QUANT_COLUMNS, strict=False).join(meta, on="variant", how="left")
+    at = joined.columns.index("q_label") + 1
+    rest = [c for c in joined.columns if c not in QUANT_COLUMNS]
+    return joined.select(rest[:at] + QUANT_COLUMNS + rest[at:])
+
+
 def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptions | None = None) -> dict[str, pl.DataFrame]:
     """All analysis tables of one run.
 
@@ -66,7 +79,7 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
         options: Test and grouping options.
 
     Returns:
-        ``{"models", "rows", "flips", "uncertainty", "question_flips", "significance", "groups",
+        ``{"models", "rows", "flips", "uncertainty", "question_flips", "significance", "stereoset", "groups",
         "rankings", "entropy_hist", "entropy_box", "entropy_diff_hist"}`` and, when open-ended
         answers exist, ``text_changes``.
 
@@ -91,6 +104,7 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
         "uncertainty": uncertainty_table(paired),
         "question_flips": question_flip_table(paired),
         "significance": significance_table(paired, options.tests),
+        "stereoset": stereoset_table(paired),
         "groups": group_asymmetry(paired, options.min_group_questions),
         "rankings": ranking_table(paired, options.tests),
         "entropy_hist": entropy_hist(paired),
@@ -99,6 +113,9 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
     }
     if paired_open is not None and options.text_metrics:
         tables["text_changes"] = text_change_table(paired_open)
+    for name in ("flips", "significance", "stereoset", "text_changes"):
+        if name in tables and tables[name].height:
+            tables[name] = with_quant_metadata(tables[name], models)
     tables["rows"] = paired.drop([c for c in ("response_base", "response_variant", "responses_base",
                                                "responses_variant") if c in paired.collect_schema().names()]).collect()
     return tables

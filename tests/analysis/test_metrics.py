@@ -174,3 +174,19 @@ def test_bh_pooled_over_all_tests_and_per_dataset_match_statsmodels():
                                multipletests(bbq["p_value"].to_numpy(), method="fdr_bh")[1])
     jig = _one(table, axis="gender", dataset="CEB-Jigsaw")
     assert jig["p_adj_dataset"] == pytest.approx(jig["p_value"]) and jig["significant_pooled"]
+
+
+def test_stereoset_parts_table_by_hand():
+    from ray_bench.analysis.metrics import stereoset_table
+
+    labels = ["stereotype", "anti-stereotype", "unrelated"]
+    probs = {"s": [0.6, 0.2, 0.2], "a": [0.2, 0.6, 0.2], "u": [0.2, 0.2, 0.6]}
+    pairs = [("s", "s")] * 6 + [("a", "a")] * 3 + [("u", "s")] * 3
+    rows = [row(m, f"s{i}", probs[o], dataset="StereoSet-Intersentence", labels=labels, axis="race")
+            for i, (b, v) in enumerate(pairs) for m, o in (("base", b), ("quant", v))]
+    paired = pair_rows(closed_fields(frame(rows)), models({"quant": "base"})).collect().lazy()
+    got = stereoset_table(paired).filter(pl.col("axis") == "race").row(0, named=True)
+    # base: lms 9/12, ss 6/9, icat = 100 * 0.75 * (1 - |0.5 - 2/3| / 0.5) = 50; variant: lms 1, ss 0.75, icat 50.
+    assert got["n"] == 12 and got["lms_base"] == pytest.approx(0.75) and got["ss_base"] == pytest.approx(2 / 3)
+    assert got["icat_base"] == pytest.approx(50.0) and got["icat_variant"] == pytest.approx(50.0)
+    assert got["ss_variant"] == pytest.approx(0.75) and got["icat_diff"] == pytest.approx(0.0)

@@ -8,7 +8,7 @@ import pytest
 from ray_bench.cli.main import main
 from tests.results.conftest import card, write_run
 
-TABLES = ("models", "flips", "uncertainty", "question_flips", "significance", "groups", "rankings",
+TABLES = ("models", "flips", "uncertainty", "question_flips", "significance", "stereoset", "groups", "rankings",
           "entropy_hist", "entropy_box", "entropy_diff_hist", "text_changes")
 
 
@@ -35,6 +35,7 @@ def test_analyze_writes_every_table_with_provenance(tmp_path, capsys):
     flips = pl.read_parquet(out / "flips.parquet")
     variant = flips.filter((pl.col("variant") == "base-rtn-w4a16") & (pl.col("axis") == "(all)"))
     assert variant["control_flip_rate"].null_count() == 0  # the control sits beside each variant
+    assert variant.select("method", "scheme", "w_bits", "a_bits").row(0) == ("rtn", "w4a16", 4, 16)
 
 
 def test_analyze_refuses_an_unknown_pair_with_error_and_hint(tmp_path, capsys):
