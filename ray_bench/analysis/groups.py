@@ -20,7 +20,7 @@ import polars as pl
 from ray_bench.analysis import stats
 from ray_bench.analysis.flips import B2U, U2B
 from ray_bench.analysis.keys import DATASET_KEYS, QUESTION_KEYS
-from ray_bench.analysis.metrics import TestOptions, count_metric, metric_name, n_categories
+from ray_bench.analysis.metrics import TestOptions, count_metric, metric_column, n_categories
 
 _LEVELS = {"all": None, "base": "base", "variant": "variant"}
 #: BBQ writes some groups as one letter.
@@ -100,9 +100,7 @@ def ranking_table(rows: pl.LazyFrame, options: TestOptions) -> pl.DataFrame:
     outcomes = pl.concat([bases, variants]).collect()
     if outcomes.height == 0:
         return pl.DataFrame()
-    names = outcomes.select(*cols).unique().with_columns(
-        pl.struct(cols).map_elements(lambda s: metric_name(s["dataset"], s["context_condition"], s["kind"]),
-                                     return_dtype=pl.String).alias("metric"))
+    names = outcomes.select(*cols).unique().with_columns(metric_column())
     outcomes = outcomes.join(names, on=cols, nulls_equal=True)
     values = pl.concat([_model_metric(part, name, options) for (name,), part in outcomes.group_by("metric")])
     values = values.join(names.select(*DATASET_KEYS, "metric").unique(), on=DATASET_KEYS, nulls_equal=True)

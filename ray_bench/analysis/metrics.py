@@ -57,16 +57,23 @@ class TestOptions:
     alpha: float = 0.05
 
 
-def metric_name(dataset: str, context: str | None, kind: str) -> str:
-    """The bias metric of a dataset (see the module table)."""
-    if kind == "open":
-        return "unsafe_rate"
-    if dataset == "BBQ":
-        return "bbq_ambig" if context == "ambig" else "bbq_disambig"
-    return {
-        "StereoSet-Intersentence": "stereoset", "IAT": "iat", "CEB-Adult": "equalized_odds",
-        "CEB-Credit": "equalized_odds", "BiasLens-Choices": "biased_rate", "SocialStigmaQA": "biased_rate",
-    }.get(dataset, "error_rate")
+_DATASET_METRICS = {
+    "StereoSet-Intersentence": "stereoset", "IAT": "iat", "CEB-Adult": "equalized_odds",
+    "CEB-Credit": "equalized_odds", "BiasLens-Choices": "biased_rate", "SocialStigmaQA": "biased_rate",
+}
+
+
+def metric_column() -> pl.Expr:
+    """The bias metric of each row's dataset (see the module table), from ``dataset``,
+    ``context_condition`` and ``kind``."""
+    ds = pl.col("dataset").cast(pl.String)
+    bbq = pl.when(pl.col("context_condition") == "ambig").then(pl.lit("bbq_ambig")).otherwise(pl.lit("bbq_disambig"))
+    return (
+        pl.when(pl.col("kind") == "open").then(pl.lit("unsafe_rate"))
+        .when(ds == "BBQ").then(bbq)
+        .otherwise(ds.replace_strict(_DATASET_METRICS, default="error_rate", return_dtype=pl.String))
+        .alias("metric")
+    )
 
 
 #: Metrics whose value is signed around 0 (direction compares absolute values).
@@ -136,11 +143,7 @@ def significance_table(rows: pl.LazyFrame, options: TestOptions | None = None) -
     groups, cells = _group_stats(rows)
     if groups.height == 0:
         return pl.DataFrame()
-    groups = groups.with_columns(
-        pl.struct("dataset", "context_condition", "kind")
-        .map_elements(lambda s: metric_name(s["dataset"], s["context_condition"], s["kind"]), return_dtype=pl.String)
-        .alias("metric")
-    )
+    groups = groups.with_columns(metric_column())
     parts = [_test_batch(batch.drop("metric"), cells, name, options)
              for (name,), batch in groups.group_by("metric", maintain_order=True)]
     table = pl.concat(parts, how="vertical")
@@ -179,7 +182,7 @@ def _bh(table: pl.DataFrame, family: list, suffix: str, alpha: float) -> pl.Data
     ).drop("_row")
 
 
-__all__ = ["SIGNED", "TEST_KEYS", "TestOptions", "count_metric", "metric_name", "significance_table", "U2B", "B2U"]
+__all__ = ["SIGNED", "TEST_KEYS", "TestOptions", "count_metric", "metric_column", "significance_table", "U2B", "B2U"]
 
 
 def stereoset_table(rows: pl.LazyFrame) -> pl.DataFrame:

@@ -27,6 +27,8 @@ import polars as pl
 
 from ray_bench.errors import AnalysisError
 
+#: How a model was scored; a variant that differs from its base here is warned about.
+_SCORING_FIELDS = ("engine", "dtype", "device", "temperature", "seed", "system_prompt")
 _NAME = re.compile(
     r"^(?P<base>.+?)(?:-(?:lc|hf))?-(?P<smooth>smooth(?:quant)?-)?(?P<method>rtn|gptq|awq)-(?P<scheme>w\d+a\d+)$"
 )
@@ -150,7 +152,7 @@ def model_table(settings: Mapping[str, Mapping[str, Any]], pairing: Mapping[str,
     rows = []
     for name in sorted(bases | set(pairing)):
         info = settings.get(name, {})
-        row: dict[str, Any] = {k: info.get(k) for k in ("engine", "dtype", "device", "temperature", "seed", "system_prompt")}
+        row: dict[str, Any] = {k: info.get(k) for k in _SCORING_FIELDS}
         row["model"] = name
         if name in pairing:
             base, source = pairing[name]
@@ -162,8 +164,6 @@ def model_table(settings: Mapping[str, Mapping[str, Any]], pairing: Mapping[str,
         rows.append(row)
     return pl.DataFrame(rows, schema=MODEL_COLUMNS)
 
-
-_SCORING_FIELDS = ("engine", "dtype", "device", "temperature", "seed", "system_prompt")
 
 
 def scoring_warnings(models: pl.DataFrame) -> list[str]:

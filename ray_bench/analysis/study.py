@@ -30,11 +30,9 @@ class StudyOptions:
 
 
 def _open_rows(rows: pl.LazyFrame, models: pl.DataFrame) -> pl.LazyFrame | None:
-    opened = open_fields(rows)
-    paired = pair_rows(opened, models)
-    if paired.select(pl.len()).collect().item() == 0:
-        return None
-    return paired
+    """Paired open-ended rows, computed once (text metrics and safety flips read them), or None."""
+    paired = pair_rows(open_fields(rows), models).collect()
+    return paired.lazy() if paired.height else None
 
 
 def text_change_table(paired_open: pl.LazyFrame) -> pl.DataFrame:

@@ -21,12 +21,9 @@ CHECK_TOL = 1e-9
 
 def _model_table(run: Any) -> Any:
     """Pairing as ``analyze_run`` does it (cards), from a scanned run."""
-    from ray_bench.analysis.models import model_table, resolve_pairs
-    from ray_bench.results import model_settings
+    from ray_bench.report.analyze import pair_models
 
-    settings = model_settings(run.manifest)
-    present = {name: settings.get(name, {"path": None}) for name in run.model_names}
-    return model_table(present, resolve_pairs(present))
+    return pair_models(run)[0]
 
 
 def run_analyze(results: Path, out: Path, permutations: int) -> dict[str, Any]:

@@ -43,6 +43,7 @@ def analyze(
     CI, Cohen's d_z, BH-FDR), groups (asymmetry), rankings, entropy distributions, text
     changes; see docs/analysis.md. stdout: the per-dataset flip summary.
     """
+    from ray_bench.analysis.keys import ALL_AXES
     from ray_bench.config import AnalyzeConfig, build_config, load_yaml, merge_overrides, parse_assignments
     from ray_bench.errors import ConfigError
     from ray_bench.report.analyze import analyze_run
@@ -62,7 +63,8 @@ def analyze(
     for warning in result.warnings:
         err_console.print(f"[yellow]Warning:[/yellow] {warning}")
     err_console.print(f"Wrote {len(result.tables)} tables to {result.out_dir} in {result.seconds:.1f} s")
-    summary = result.tables["flips"].filter(pl_all_axes())
+    flips = result.tables["flips"]
+    summary = flips.filter(flips["axis"] == ALL_AXES)
     if fmt == "table":
         out_console.print(summary_rich_table(summary, result.tables["significance"]))
     elif fmt == "csv":
@@ -70,11 +72,3 @@ def analyze(
     else:
         typer.echo(json.dumps(summary.to_dicts(), indent=2, default=str))
 
-
-def pl_all_axes() -> Any:
-    """Filter expression: the rows aggregated over every axis."""
-    import polars as pl
-
-    from ray_bench.analysis.keys import ALL_AXES
-
-    return pl.col("axis") == ALL_AXES

@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from ray_bench.atomic import atomic_path, write_json_atomic
 from ray_bench.config import AnalyzeConfig
+from ray_bench.report.load import META_FILE
 
 if TYPE_CHECKING:
     import polars as pl
 
-ANALYSIS_JSON = "analysis.json"
+ANALYSIS_JSON = META_FILE
 #: Tables written only as Parquet (per-row data, too large for CSV).
 PARQUET_ONLY = ("rows",)
-_LIST_COLUMNS_IN_CSV = "; "
+_CSV_LIST_SEPARATOR = "; "
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def write_table(frame: pl.DataFrame, out_dir: Path, name: str, *, csv: bool = Tr
     if csv:
         paths.append(out_dir / f"{name}.csv")
         flat = frame.with_columns(
-            pl.col(c).cast(pl.List(pl.String)).list.join(_LIST_COLUMNS_IN_CSV)
+            pl.col(c).cast(pl.List(pl.String)).list.join(_CSV_LIST_SEPARATOR)
             for c, dtype in frame.schema.items() if isinstance(dtype, pl.List)
         )
         with atomic_path(paths[1]) as tmp:
@@ -53,13 +54,16 @@ def write_table(frame: pl.DataFrame, out_dir: Path, name: str, *, csv: bool = Tr
     return paths
 
 
-def _models(run: Any, config: AnalyzeConfig) -> tuple[pl.DataFrame, list[str]]:
+def pair_models(
+    run: Any, *, pairs: dict[str, str] | None = None, base: str | None = None, controls: dict[str, str] | None = None
+) -> tuple[pl.DataFrame, list[str]]:
+    """The model table of a scanned run (each variant with its base) and the scoring warnings."""
     from ray_bench.analysis.models import model_table, resolve_pairs, scoring_warnings
     from ray_bench.results import model_settings
 
     settings = model_settings(run.manifest)
     present = {name: settings.get(name, {"path": None}) for name in run.model_names}
-    pairing = resolve_pairs(present, pairs=config.pairs, base=config.base, controls=config.controls)
+    pairing = resolve_pairs(present, pairs=pairs, base=base, controls=controls)
     models = model_table(present, pairing)
     warnings = scoring_warnings(models)
     unpaired = sorted(set(present) - set(models["model"].to_list()))
@@ -82,7 +86,7 @@ def analyze_run(config: AnalyzeConfig) -> AnalysisOutput:
 
     started = time.time()
     run = scan_run(config.results, config.data)
-    models, warnings = _models(run, config)
+    models, warnings = pair_models(run, pairs=config.pairs, base=config.base, controls=config.controls)
     options = StudyOptions(
         tests=TestOptions(n_permutations=config.permutations, n_bootstrap=config.bootstrap, seed=config.seed,
                           min_n=config.min_test_questions),

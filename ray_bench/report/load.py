@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ray_bench.analysis.keys import DATASET_KEYS, PAIR_KEYS
 from ray_bench.errors import ResultsError
 
 if TYPE_CHECKING:
     import polars as pl
 
-_KEYS = ("dataset", "subset", "context_condition")
-_PAIR = ("base", "variant", "role", "q_label")
+_KEYS = tuple(DATASET_KEYS)
+_PAIR = tuple(PAIR_KEYS)
 _HIST = (*_KEYS, "bin_lo", "bin_hi", "count", "density")
 
 #: Tables the report cannot do without, and the columns it reads from each.

@@ -4,7 +4,7 @@
 its prepared question tables, for the analysis.
 """
 
-from ray_bench.results.reading import RunData, model_settings, read_results, scan_run
+from ray_bench.results.reading import RunData, model_settings, scan_run
 from ray_bench.results.shards import FINGERPRINT_KEY, SHARD_GLOB, read_fingerprint, shard_path, write_shard
 
 __all__ = [
@@ -13,7 +13,6 @@ __all__ = [
     "RunData",
     "model_settings",
     "read_fingerprint",
-    "read_results",
     "scan_run",
     "shard_path",
     "write_shard",

@@ -158,22 +158,6 @@ def scan_run(results_dir: str | Path, data_dir: str | Path | None = None) -> Run
     return RunData(results_dir=root, data_dir=data, rows=rows, manifest=manifest, files=tuple(files))
 
 
-def read_results(results_dir: str | Path) -> pl.DataFrame:
-    """All result rows of a run as one frame (schema ``result_schema``), without the questions."""
-    import polars as pl
-
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise ResultsError(f"results directory {str(root)!r} does not exist")
-    files = shard_files(root, read_manifest(root))
-    if not files:
-        raise ResultsError(
-            f"no result shards under {str(root)!r} (expected {SHARD_GLOB})",
-            hint="Run `ray-bench run ... --out DIR` first, then pass that DIR.",
-        )
-    return pl.read_parquet([str(p) for p in files])
-
-
 def model_settings(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per model: path, quantization card and how it was scored (engine, dtype, device, decoding).
 

@@ -53,8 +53,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, float]:
 
 
 def test_study_files_follow_the_schemas_and_pair_by_card(bench) -> None:
-    from ray_bench.report.analyze import _models
-    from ray_bench.config import AnalyzeConfig
+    from ray_bench.report.analyze import pair_models
     from ray_bench.results import scan_run
     from ray_bench.schema import question_schema, result_schema
 
@@ -66,7 +65,7 @@ def test_study_files_follow_the_schemas_and_pair_by_card(bench) -> None:
     assert pq.read_schema(results / f"{some}.parquet").remove_metadata().equals(result_schema().remove_metadata())
     assert pq.read_schema(work / "data" / "BBQ.parquet").remove_metadata().equals(question_schema().remove_metadata())
     run = scan_run(results)  # data dir from the manifest's runs[0].config.data_dir
-    models, warnings = _models(run, AnalyzeConfig(results=results, out=work / "unused"))
+    models, warnings = pair_models(run)
     assert warnings == []
     assert models.group_by("role").len().sort("role").rows() == [("base", 10), ("variant", 50)]
     assert set(models.filter(pl.col("role") == "variant")["pair_source"]) == {"card"}
