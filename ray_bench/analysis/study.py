@@ -86,11 +86,12 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
     """
     options = options or StudyOptions()
     check_unique(rows)
-    closed = pair_rows(closed_fields(rows), models)
+    # Every table below reads the pairs: compute each join once. Closed first, so that the
+    # closed join's transient peak does not stack on the held open answers.
+    closed = pair_rows(closed_fields(rows), models).collect().lazy()
     paired_open = _open_rows(rows, models)
     judged = paired_open is not None and "is_safe" in rows.collect_schema().names()
     paired = pl.concat([closed, paired_open], how="diagonal_relaxed") if judged else closed
-    paired = paired.collect().lazy()  # every table below reads it: compute the join once
     if paired.select(pl.len()).collect().item() == 0:
         raise AnalysisError(
             "no closed question was answered by both a variant and its base",
