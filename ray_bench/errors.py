@@ -95,6 +95,24 @@ class ModelLoadError(EngineError):
     """A model or tokenizer could not be loaded from its path."""
 
 
+class EngineStartError(EngineError):
+    """A model actor could not create its engine; that model's shards all fail with it.
+
+    Args:
+        model: The model's name.
+        cause: The creation error's message (for vLLM: the engine core's own error).
+        hint: The creation error's hint.
+    """
+
+    def __init__(self, model: str, cause: str, hint: str | None = None) -> None:
+        super().__init__(f"model {model!r} could not be loaded: {cause}", hint)
+        self.model, self.reason = model, cause
+
+    def __reduce__(self) -> tuple:
+        # Crosses Ray's process boundary: rebuild from the constructor's own arguments.
+        return (type(self), (self.model, self.reason, self.hint))
+
+
 class RequestValidationError(EngineError, ValueError):
     """One question or conversation cannot be sent to an engine as it is (too long, empty)."""
 

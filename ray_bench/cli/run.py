@@ -88,6 +88,13 @@ def run(
         f"{len(summary.failed)} failed ({where}) in {summary.seconds:.1f}s"
     )
     out_console.print(str(summary.out_dir))
+    if summary.load_errors:
+        error = next(iter(summary.load_errors.values()))
+        others = len(summary.load_errors) - 1
+        raise RayBenchError(
+            f"{error}" + (f" (and {others} more model(s) could not be loaded)" if others else ""),
+            hint=f"{error.hint} Other models' shards were kept; rerun the same command to retry the failed ones.",
+        )
     if summary.failed:
         first = next(iter(summary.failed.items()))
         raise RayBenchError(

@@ -22,7 +22,7 @@ from ray_bench.errors import ConfigError
 from ray_bench.registry import Registry
 
 if TYPE_CHECKING:
-    from ray_bench.config import EngineConfig, ModelSpec
+    from ray_bench.config import EngineConfig, ModelSpec, ResourceConfig
 
 
 @dataclass(frozen=True)
@@ -176,6 +176,22 @@ def check_engine_options(config: EngineConfig) -> None:
     if target is not None:
         module_name, _, attr = target.partition(":")
         getattr(importlib.import_module(module_name), attr)(config.options)
+
+
+# Driver-side checks that need the whole run (models, resources), same lazy form.
+_RUN_CHECKERS = {"vllm": "ray_bench.engines.vllm_support:check_run"}
+
+
+def check_engine_run(models: list[ModelSpec], config: EngineConfig, resources: ResourceConfig) -> None:
+    """Run a built-in engine's driver-side checks of a whole run (no model is loaded).
+
+    Raises:
+        ConfigError: e.g. vLLM's tensor parallelism not matching the GPUs an actor reserves.
+    """
+    target = _RUN_CHECKERS.get(config.name)
+    if target is not None:
+        module_name, _, attr = target.partition(":")
+        getattr(importlib.import_module(module_name), attr)(models, config, resources)
 
 
 def register_engine(name: str) -> Callable[[EngineFactory], EngineFactory]:

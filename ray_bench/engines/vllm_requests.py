@@ -12,8 +12,16 @@ Scoring paths (``scoring_method`` option):
   ``RequestOutput.prompt_token_id_logprobs`` of shape ``[len(choice), 1]``. Prefix-cache
   reads stay on; a request whose scores were dropped (``None``) is re-sent with
   ``skip_reading_prefix_cache=True``.
-* ``prompt_logprobs`` - the portable fallback: ``prompt_logprobs=0`` with flat logprobs;
-  the actual token's logprob is the first entry at each position.
+* ``prompt_logprobs`` - ``prompt_logprobs=0`` with flat logprobs, prefix-cache reads
+  allowed (``skip_reading_prefix_cache=False``); the actual token's logprob is the first
+  entry at each position. vLLM's V1 runner fills only the positions it computes (from
+  ``num_computed_tokens`` on; ``v1/worker/gpu_model_runner.py``
+  ``_get_prompt_logprobs_dict``) and leaves the cached ones uninitialised, so only the
+  choice positions are read, and only when ``RequestOutput.num_cached_tokens`` is below
+  the prompt length (the logits of the last prompt token were computed); otherwise the
+  request is re-sent with cache reads off.
+* ``prompt_logprobs_uncached`` - the same without cache reads: every choice recomputes its
+  whole prompt (vLLM's default for prompt-logprob requests).
 """
 
 from __future__ import annotations
@@ -103,8 +111,8 @@ def scoring_params(
     """``SamplingParams`` keyword arguments that score ``request``'s choice tokens.
 
     Args:
-        skip_reading_prefix_cache: For re-sending. ``prompt_logprobs`` otherwise keeps
-            vLLM's default (no cache reads): forcing reads misaligns its results.
+        skip_reading_prefix_cache: For re-sending (``prompt_logprobs_uncached`` always
+            skips cache reads).
     """
     common: dict[str, Any] = {"max_tokens": 1, "temperature": 0.0, "detokenize": False}
     if method == "token_ids":
@@ -115,11 +123,9 @@ def scoring_params(
             "prompt_logprob_start": len(request.prompt_ids) - 1,
             "skip_reading_prefix_cache": skip_reading_prefix_cache,
         }
-    if method == "prompt_logprobs":
-        params = {**common, "prompt_logprobs": 0, "flat_logprobs": True}
-        if skip_reading_prefix_cache:
-            params["skip_reading_prefix_cache"] = True
-        return params
+    if method in ("prompt_logprobs", "prompt_logprobs_uncached"):
+        skip = skip_reading_prefix_cache or method == "prompt_logprobs_uncached"
+        return {**common, "prompt_logprobs": 0, "flat_logprobs": True, "skip_reading_prefix_cache": skip}
     raise ValueError(f"unknown scoring method {method!r}")
 
 
@@ -182,12 +188,18 @@ def needs_resend(output: Any, request: ChoiceRequest, method: ScoringMethod) -> 
     """Whether ``output`` came back empty and should be re-sent without cache reads.
 
     vLLM drops token-id scores (``None``) when a prefix-cache hit covered the first
-    scored row; prompt logprobs of positions read from the cache are missing.
+    scored row; prompt logprobs of positions read from the cache are not computed, so a
+    hit that reaches the last prompt token (``num_cached_tokens >= len(prompt)``) or a
+    short list means re-sending.
     """
     scores = _scores_field(output, method)
     if scores is None:
         return True
-    if method == "prompt_logprobs":
+    if method != "token_ids":
+        cached = _field(output, "num_cached_tokens")
+        # Token P (the first choice token) is predicted by the logits of position P - 1.
+        if cached is not None and int(cached) >= len(request.prompt_ids):
+            return True
         return _num_positions(scores) < len(request.token_ids)
     return False
 

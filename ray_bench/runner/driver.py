@@ -6,7 +6,9 @@ any actor reserves a GPU. Then each model gets ``replicas`` actors; in GPU mode 
 reserves exactly ``gpus_per_worker`` GPUs and no CPU, so a node with G GPUs runs G
 models at once and further models wait for Ray to free a GPU. Shards stream to the
 actors (two in flight each); the driver writes every finished shard atomically and
-updates the manifest, then kills a model's actors as soon as its last shard lands.
+updates the manifest. As soon as a model's last shard lands its actors close their engines
+(vLLM shuts its engine core down) and are killed. A model whose engine cannot start fails
+all its shards at once with that error; the other models go on.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray_bench.config import RunConfig
-from ray_bench.errors import ConfigError, ResumeMismatchError
+from ray_bench.errors import ConfigError, EngineStartError, ResumeMismatchError
 from ray_bench.results import read_fingerprint, shard_path, write_shard
 from ray_bench import provenance
 from ray_bench.runner.manifest import Manifest
@@ -44,6 +46,8 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     device: str = ""
+    #: Model name -> the error that kept its engine from starting (all its shards failed).
+    load_errors: dict[str, EngineStartError] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -72,7 +76,7 @@ def load_questions(config: RunConfig) -> dict[str, pa.Table]:
 
 def validate_models(config: RunConfig) -> None:
     """Fail on model paths that look local but do not exist, unknown engines and bad engine options."""
-    from ray_bench.engines.base import check_engine_options, engine_names
+    from ray_bench.engines.base import check_engine_options, check_engine_run, engine_names
 
     for model in config.models:
         path = Path(model.path).expanduser()
@@ -89,6 +93,7 @@ def validate_models(config: RunConfig) -> None:
 
         raise UnknownNameError("engine", name, engine_names())
     check_engine_options(config.engine)
+    check_engine_run(config.models, config.engine, config.resources)
 
 
 def pending_shards(shards: list[Shard], out_dir: Path) -> tuple[list[Shard], int]:
@@ -199,31 +204,67 @@ def _schedule(
         for actor in handles:
             for _ in range(IN_FLIGHT_PER_ACTOR):
                 submit(actor, name)
+    closing: dict[Any, Any] = {}
     with _progress_bars(progress, totals) as advance:
-        while inflight:
-            ready, _ = ray.wait(list(inflight), num_returns=1)
+        while inflight or closing:
+            ready, _ = ray.wait([*inflight, *closing], num_returns=1)
+            if ready[0] in closing:
+                ray.kill(closing.pop(ready[0]))
+                continue
             shard, actor = inflight.pop(ready[0])
-            _finish_shard(ready[0], shard, config.out_dir, manifest, summary)
+            start_error = _finish_shard(ready[0], shard, config.out_dir, manifest, summary)
             _record_engine(manifest, shard.model, described)
             advance(shard.model, shard.num_questions)
+            if start_error is not None:
+                advance(shard.model, _fail_model(shard.model, start_error, queues, manifest, summary))
             submit(actor, shard.model)
             if not queues[shard.model] and not any(s.model == shard.model for s, _ in inflight.values()):
                 for handle in actors.pop(shard.model, []):
-                    ray.kill(handle)
+                    closing[handle.close.remote()] = handle
 
 
-def _finish_shard(ref: Any, shard: Shard, out_dir: Path, manifest: Manifest, summary: RunSummary) -> None:
+def _fail_model(
+    model: str, error: EngineStartError, queues: dict[str, deque[Shard]], manifest: Manifest, summary: RunSummary
+) -> int:
+    """The model's engine cannot start: fail its queued shards now, without sending them.
+
+    Returns:
+        How many questions those shards held (for the progress bar).
+    """
+    summary.load_errors[model] = error
+    failed = 0
+    while queues[model]:
+        shard = queues[model].popleft()
+        message = f"EngineStartError: {error}"
+        summary.failed[shard.key] = message
+        entry = {"fingerprint": shard.fingerprint, "questions": shard.num_questions}
+        manifest.set_shard(shard.key, {**entry, "status": "failed", "error": message, "at": provenance.now_iso()})
+        failed += shard.num_questions
+    manifest.save()
+    return failed
+
+
+def _finish_shard(
+    ref: Any, shard: Shard, out_dir: Path, manifest: Manifest, summary: RunSummary
+) -> EngineStartError | None:
+    """Write a finished shard, or record its failure; returns the error if its engine could not start."""
     import ray
 
     entry: dict[str, Any] = {"fingerprint": shard.fingerprint, "questions": shard.num_questions}
     try:
         table, stats = ray.get(ref)
     except Exception as exc:  # noqa: BLE001 - task errors and dead actors are recorded, retried next run
-        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+        start_error = exc if isinstance(exc, EngineStartError) else None
+        if start_error is not None:
+            # Ray's error subclasses the cause; rebuild it plainly (no remote traceback).
+            start_error = EngineStartError(start_error.model, start_error.reason, start_error.hint)
+            message = f"EngineStartError: {start_error}"
+        else:
+            message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
         summary.failed[shard.key] = message
         manifest.set_shard(shard.key, {**entry, "status": "failed", "error": message, "at": provenance.now_iso()})
         manifest.save()
-        return
+        return start_error
     write_shard(shard_path(out_dir, shard.key), table, shard.fingerprint)
     errors = table.column("error").null_count
     manifest.set_shard(
@@ -232,6 +273,7 @@ def _finish_shard(ref: Any, shard: Shard, out_dir: Path, manifest: Manifest, sum
     )
     manifest.save()
     summary.done += 1
+    return None
 
 
 def _record_engine(manifest: Manifest, model: str, described: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ray_bench.config import EngineConfig, ModelSpec
+from ray_bench.errors import EngineStartError, RayBenchError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -19,19 +20,31 @@ class ModelWorker:
     """Holds one model for its life. Wrapped with ``ray.remote`` by the driver.
 
     The engine is created on the first call, so a restarted actor (after a crash)
-    rebuilds it transparently before retrying the shard.
+    rebuilds it transparently before retrying the shard. A creation that fails is tried
+    once per actor: the error is kept and every later call raises it at once as an
+    :class:`~ray_bench.errors.EngineStartError` (a load costs minutes on a GPU, and
+    retrying a checkpoint that cannot load gives the same error).
     """
 
     def __init__(self, model: ModelSpec, engine: EngineConfig) -> None:
         self.model = model
         self.engine_config = engine
         self._engine: Engine | None = None
+        self._start_error: EngineStartError | None = None
 
     def _get_engine(self) -> Engine:
+        if self._start_error is not None:
+            raise self._start_error
         if self._engine is None:
             from ray_bench.engines.base import create_engine
 
-            self._engine = create_engine(self.model, self.engine_config)
+            try:
+                self._engine = create_engine(self.model, self.engine_config)
+            except Exception as exc:  # noqa: BLE001 - any creation failure ends this model's run
+                hint = exc.hint if isinstance(exc, RayBenchError) else None
+                cause = str(exc) if isinstance(exc, RayBenchError) else f"{type(exc).__name__}: {exc}"
+                self._start_error = EngineStartError(self.model.name, cause, hint)
+                raise self._start_error from exc
         return self._engine
 
     def describe(self) -> dict[str, Any]:
@@ -49,11 +62,13 @@ class ModelWorker:
         stats = {"seconds": round(time.time() - started, 3), "started_at": started, **placement()}
         return table, stats
 
-    def close(self) -> None:
-        """Release the engine (the actor is killed right after)."""
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+    def close(self) -> bool:
+        """Release the engine (vLLM: shut its engine core down); the driver kills the actor after."""
+        if self._engine is None:
+            return False
+        self._engine.close()
+        self._engine = None
+        return True
 
 
 def placement() -> dict[str, Any]:

@@ -27,7 +27,7 @@ def _requests():
 
 def test_options_defaults_and_llm_kwargs():
     opts = vo.parse_vllm_options({})
-    assert opts.scoring_method == "token_ids"
+    assert opts.scoring_method == "auto"
     kwargs = vo.llm_kwargs("/m", None, opts, "bfloat16", 7)
     assert kwargs == {
         "model": "/m",
@@ -36,10 +36,35 @@ def test_options_defaults_and_llm_kwargs():
         "seed": 7,
         "gpu_memory_utilization": 0.85,
         "tensor_parallel_size": 1,
+        "distributed_executor_backend": "uni",
         "enable_prefix_caching": True,
         "enforce_eager": False,
         "trust_remote_code": False,
     }
+
+
+def test_cpu_defaults_reserve_a_fixed_kv_cache_not_a_share_of_ram():
+    opts = vo.parse_vllm_options({})
+    kwargs = vo.llm_kwargs("/m", None, opts, "float32", 0, device="cpu")
+    assert kwargs["kv_cache_memory_bytes"] == 1 << 30 and "gpu_memory_utilization" not in kwargs
+    assert kwargs["distributed_executor_backend"] == "mp"
+    explicit = vo.parse_vllm_options({"gpu_memory_utilization": 0.1})
+    assert vo.memory_kwargs(explicit, "cpu") == {"gpu_memory_utilization": 0.1}
+    both = vo.parse_vllm_options({"kv_cache_memory_bytes": 1000, "block_size": 32})
+    assert vo.memory_kwargs(both, "cuda") == {"kv_cache_memory_bytes": 1000}
+    assert vo.llm_kwargs("/m", None, both, "float32", 0, device="cpu")["block_size"] == 32
+
+
+def test_tensor_parallel_runs_in_local_processes_never_through_ray():
+    tp2 = vo.parse_vllm_options({"tensor_parallel_size": 2})
+    assert vo.executor_backend(tp2, "cuda") == "mp"
+    assert vo.executor_backend(vo.parse_vllm_options({}), "cuda") == "uni"
+
+
+def test_auto_dtype_is_fp32_on_cpu_and_bf16_on_gpu():
+    assert vo.resolve_dtype("auto", None, "cpu") == "float32"
+    assert vo.resolve_dtype("auto", None, "cuda") == "bfloat16"
+    assert vo.resolve_dtype("bfloat16", None, "cpu") == "bfloat16"
 
 
 def test_options_set_limits_are_passed():
@@ -97,12 +122,26 @@ def test_token_id_params():
     assert vr.scoring_params(req, "token_ids", skip_reading_prefix_cache=True)["skip_reading_prefix_cache"] is True
 
 
-def test_prompt_logprobs_params_leave_cache_reads_to_vllm():
+def test_prompt_logprobs_params_read_the_cache_and_the_uncached_method_does_not():
     req = _requests()[0]
     params = vr.scoring_params(req, "prompt_logprobs")
     assert params["prompt_logprobs"] == 0 and params["flat_logprobs"] is True
-    assert "skip_reading_prefix_cache" not in params and "prompt_logprob_token_ids" not in params
+    assert params["skip_reading_prefix_cache"] is False and "prompt_logprob_token_ids" not in params
     assert vr.scoring_params(req, "prompt_logprobs", skip_reading_prefix_cache=True)["skip_reading_prefix_cache"]
+    assert vr.scoring_params(req, "prompt_logprobs_uncached")["skip_reading_prefix_cache"] is True
+
+
+def test_prompt_logprobs_with_a_cache_hit_past_the_prompt_are_resent():
+    req = vr.ChoiceRequest(0, 0, (5, 6, 7, 8), (9, 10))
+    ids = req.token_ids
+    flat = {"start_indices": list(range(len(ids))), "token_ids": [None, *ids[1:]], "logprobs": [0.0, *[-1.0] * 5]}
+    # The logits of position 3 (the last prompt token) predict choice token 9: 3 cached tokens is fine.
+    fine = {"prompt_token_ids": ids, "prompt_logprobs": flat, "num_cached_tokens": 3}
+    assert vr.parse_choice_output(fine, req, "prompt_logprobs") == vr.ChoiceResult(-2.0, 2)
+    # 4 cached tokens: position 3 was not computed, its entry is uninitialised memory.
+    hit = {**fine, "num_cached_tokens": 4}
+    assert vr.needs_resend(hit, req, "prompt_logprobs")
+    assert vr.parse_choice_output(hit, req, "prompt_logprobs") is None
 
 
 def test_check_question_lengths():
