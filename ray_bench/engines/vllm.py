@@ -141,12 +141,12 @@ def _activation_quantization(quant: vo.QuantizationInfo) -> str:
 def _load_llm(vllm: Any, kwargs: dict[str, Any]) -> Any:
     """``vllm.LLM(**kwargs)``; a failure raises :class:`ModelLoadError` with the root cause.
 
-    The engine core's own error is only printed by its process; :func:`tee_stderr`
+    The engine core's own error is only printed by its process; :func:`tee_output`
     catches it (see :mod:`ray_bench.engines.vllm_logs`).
     """
-    from ray_bench.engines.vllm_logs import root_cause, tee_stderr
+    from ray_bench.engines.vllm_logs import root_cause, tee_output
 
-    with tee_stderr() as captured:
+    with tee_output() as captured:
         try:
             return vllm.LLM(**kwargs)
         except Exception as exc:  # vLLM raises many types (ValueError, RuntimeError, OOM) on load
@@ -317,6 +317,15 @@ class VllmEngine:
             make_params=make_params, make_prompt=make_prompt, recoverable=recoverable,
             info_extra=info_extra, device=device,
         )
+
+    def reset_prefix_cache(self) -> bool:
+        """Empty vLLM's prefix cache (for benchmarks: the next call starts cold).
+
+        Returns:
+            Whether vLLM reset it (it refuses while requests are running).
+        """
+        self._require_open()
+        return bool(self._llm.reset_prefix_cache())
 
     # ------------------------------------------------------------------ generation
 

@@ -3,10 +3,11 @@
 vLLM builds its engine core in a child process; when that process dies during start-up
 the parent raises only "Engine core initialization failed. See root cause above", and the
 cause (say ``cpu_gemm_wna16 not implemented for 'Float'``) is in the child's stderr,
-inside a Ray actor that is a worker log file nobody reads. While a model loads,
-:func:`tee_stderr` passes file descriptor 2 (inherited by the child) through a pipe that
-keeps the last lines and still forwards everything; :func:`root_cause` picks the
-exception out of them.
+inside a Ray actor that is a worker log file nobody reads. vLLM's logger writes to
+stdout (``VLLM_LOGGING_STREAM``) and Python tracebacks go to stderr, so while a model
+loads :func:`tee_output` passes file descriptors 1 and 2 (inherited by the children)
+through pipes that keep the last lines and still forward everything; :func:`root_cause`
+picks the exception out of them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # "(EngineCore pid=12) ERROR 12-01 12:00:00 [core.py:1] " and Ray's "(pid=12) " prefixes.
 _PREFIX = re.compile(r"^(\([^)]*\)\s*)?((DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\S+\s+\S+\s+\[[^\]]*\]\s*)?")
 _EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)):\s*(.+)$")
-_GENERIC = ("Engine core initialization failed", "EngineCore failed to start")
+_GENERIC = (
+    "Engine core initialization failed",
+    "EngineCore failed to start",
+    "WorkerProc initialization failed",
+    "See root cause above",
+    "See stack trace for root cause",
+)
 
 
 class CapturedLines:
@@ -33,7 +40,18 @@ class CapturedLines:
     def __init__(self) -> None:
         self._lines: deque[str] = deque(maxlen=KEEP_LINES)
         self._lock = threading.Lock()
+        self._open = 0
         self.done = threading.Event()
+
+    def opened(self) -> None:
+        with self._lock:
+            self._open += 1
+
+    def closed(self) -> None:
+        with self._lock:
+            self._open -= 1
+            if self._open <= 0:
+                self.done.set()
 
     def add(self, line: str) -> None:
         with self._lock:
@@ -63,34 +81,45 @@ def _pump(read_fd: int, forward_fd: int, sink: CapturedLines) -> None:
             sink.add(pending.decode("utf-8", "replace"))
     finally:
         os.close(read_fd)
-        sink.done.set()
+        os.close(forward_fd)
+        sink.closed()
 
 
 @contextmanager
-def tee_stderr() -> Iterator[CapturedLines]:
-    """Capture stderr (this process and the children it starts) while forwarding it.
+def tee_output(fds: tuple[int, ...] = (1, 2)) -> Iterator[CapturedLines]:
+    """Capture ``fds`` (this process and the children it starts) while forwarding them.
 
-    After the block this process writes to its own stderr again; children started inside
-    keep writing through the pipe, still forwarded, until they exit.
+    After the block this process writes to its own stdout/stderr again; children started
+    inside keep writing through the pipes, still forwarded, until they exit.
     """
     sink = CapturedLines()
+    saved: dict[int, int] = {}
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        read_fd, write_fd = os.pipe()
-    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): capture nothing
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        for fd in fds:
+            saved[fd] = os.dup(fd)
+    except (OSError, ValueError):  # no real descriptors (embedded interpreters): capture nothing
+        for dup in saved.values():
+            os.close(dup)
         yield sink
         return
-    forward = os.dup(saved)
-    threading.Thread(target=_pump, args=(read_fd, forward, sink), daemon=True, name="ray-bench-stderr").start()
-    os.dup2(write_fd, 2)
-    os.close(write_fd)
+    for fd in fds:
+        read_fd, write_fd = os.pipe()
+        sink.opened()
+        threading.Thread(
+            target=_pump, args=(read_fd, os.dup(saved[fd]), sink), daemon=True, name=f"ray-bench-tee-{fd}"
+        ).start()
+        os.dup2(write_fd, fd)
+        os.close(write_fd)
     try:
         yield sink
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        for fd, dup in saved.items():
+            os.dup2(dup, fd)
+            os.close(dup)
 
 
 def root_cause(lines: list[str], fallback: str) -> str:
