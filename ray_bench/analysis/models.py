@@ -38,7 +38,7 @@ MODEL_COLUMNS = {
     "model": pl.String, "base": pl.String, "role": pl.String, "method": pl.String, "scheme": pl.String,
     "w_bits": pl.Int32, "a_bits": pl.Int32, "smoothquant": pl.Boolean, "q_label": pl.String,
     "pair_source": pl.String, "engine": pl.String, "dtype": pl.String, "device": pl.String,
-    "temperature": pl.Float64, "seed": pl.Int64, "system_prompt": pl.String,
+    "temperature": pl.Float64, "seed": pl.Int64, "system_prompt": pl.String, "activation_quantization": pl.String,
 }
 
 
@@ -154,6 +154,7 @@ def model_table(settings: Mapping[str, Mapping[str, Any]], pairing: Mapping[str,
         info = settings.get(name, {})
         row: dict[str, Any] = {k: info.get(k) for k in _SCORING_FIELDS}
         row["model"] = name
+        row["activation_quantization"] = info.get("activation_quantization")
         if name in pairing:
             base, source = pairing[name]
             role = "control" if source == "control" else "variant"
@@ -179,4 +180,22 @@ def scoring_warnings(models: pl.DataFrame) -> list[str]:
                     f"{row['model']} was scored with {key}={row[key]!r} but its base {row['base']} with "
                     f"{key}={base[key]!r} ({what})"
                 )
+    return warnings + _activation_warnings(models)
+
+
+def _activation_warnings(models: pl.DataFrame) -> list[str]:
+    """Where W8A8 numbers depend on how the engine quantized activations (docs/engines-vllm.md)."""
+    w8a8 = models.filter((pl.col("role") == "variant") & (pl.col("a_bits") == 8))
+    warnings = [
+        f"{row['model']} (W8A8) was scored with {row['activation_quantization']!r}: a deployed int8 kernel "
+        "quantizes activations with scale absmax/127, so its flips are not the deployed model's"
+        for row in w8a8.iter_rows(named=True)
+        if (row["activation_quantization"] or "").startswith("compressed-tensors")
+    ]
+    engines = sorted({e for e in w8a8.get_column("engine").to_list() if e})
+    if len(engines) > 1:
+        warnings.append(
+            f"W8A8 variants were scored with different engines ({', '.join(engines)}): the int8 GEMMs round "
+            "differently (about 1e-3 nats per choice), so compare W8A8 variants scored by one engine"
+        )
     return warnings

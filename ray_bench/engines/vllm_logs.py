@@ -85,6 +85,12 @@ def _pump(read_fd: int, forward_fd: int, sink: CapturedLines) -> None:
         sink.closed()
 
 
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:  # None under pythonw and some embedders
+            stream.flush()
+
+
 @contextmanager
 def tee_output(fds: tuple[int, ...] = (1, 2)) -> Iterator[CapturedLines]:
     """Capture ``fds`` (this process and the children it starts) while forwarding them.
@@ -95,8 +101,7 @@ def tee_output(fds: tuple[int, ...] = (1, 2)) -> Iterator[CapturedLines]:
     sink = CapturedLines()
     saved: dict[int, int] = {}
     try:
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+        _flush()
         for fd in fds:
             saved[fd] = os.dup(fd)
     except (OSError, ValueError):  # no real descriptors (embedded interpreters): capture nothing
@@ -115,8 +120,7 @@ def tee_output(fds: tuple[int, ...] = (1, 2)) -> Iterator[CapturedLines]:
     try:
         yield sink
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+        _flush()
         for fd, dup in saved.items():
             os.dup2(dup, fd)
             os.close(dup)

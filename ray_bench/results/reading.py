@@ -187,4 +187,6 @@ def model_settings(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for key in ("dtype", "device"):
             if reported.get(key):
                 info[key] = reported[key]
+        # What the engine computed for quantized activations (engines/hf_quant.py, vllm.py).
+        info["activation_quantization"] = (reported.get("extra") or {}).get("activation_quantization")
     return out

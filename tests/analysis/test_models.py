@@ -56,3 +56,22 @@ def test_q_labels_and_scoring_warnings():
     warnings = scoring_warnings(model_table(settings, {"v": ("base", "pair")}))
     assert warnings == ["v was scored with engine='vllm' but its base base with engine='hf' "
                         "(its flips mix quantization with this)"]
+
+
+def test_w8a8_activation_quantization_warnings():
+    ct = "compressed-tensors fake quantization (int8 per-token scale absmax/127.5; ...)"
+    settings = {
+        "m": {"engine": "hf"},
+        "m-rtn-w8a8": {"engine": "hf", "activation_quantization": ct},
+        "m-gptq-w8a8": {"engine": "vllm", "activation_quantization": "int8 per-token dynamic, scale absmax/127"},
+        "m-rtn-w4a16": {"engine": "vllm", "activation_quantization": "none"},
+    }
+    pairs = {name: ("m", "name") for name in settings if name != "m"}
+    warnings = scoring_warnings(model_table(settings, pairs))
+    fake = [w for w in warnings if "absmax/127, so" in w]
+    assert len(fake) == 1 and fake[0].startswith("m-rtn-w8a8 (W8A8)")
+    # The W4A16 variant's vLLM engine is not a W8A8 engine mix; the two W8A8 engines are.
+    assert [w for w in warnings if w.startswith("W8A8 variants")] == [
+        "W8A8 variants were scored with different engines (hf, vllm): the int8 GEMMs round differently "
+        "(about 1e-3 nats per choice), so compare W8A8 variants scored by one engine"
+    ]
