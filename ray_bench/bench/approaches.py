@@ -8,6 +8,9 @@
   questions computed once (prefix-tree rows), choices packed after their prompt.
 * ``engine-no-sharing`` - the same engine with ``share_prefixes: false``: each
   question's prompt once, but nothing shared between questions.
+* ``vllm`` / ``vllm-uncached`` - :class:`ray_bench.engines.vllm.VllmEngine` on the same
+  weights (saved and loaded by vLLM), with its default scoring method and with
+  ``prompt_logprobs_uncached``; work counters from its ``scoring_stats``.
 
 Each returns per-question log-prob sums plus the work counters the report needs.
 """
@@ -43,9 +46,11 @@ class RunResult:
         real_tokens: Non-padding tokens run through the model.
         padded_tokens: Tokens run including padding.
         logit_rows: Positions where the LM head ran (padding included).
-        forwards: Model forward calls.
+        forwards: Model forward calls (vLLM: requests sent; its scheduler batches them).
         sums: Per question, per choice log-prob sums.
         counts: Per question, per choice token counts.
+        cached_tokens: Prompt tokens vLLM read from its prefix cache (0 for the others).
+        resent: vLLM requests re-sent with cache reads off (0 for the others).
     """
 
     name: str
@@ -57,6 +62,8 @@ class RunResult:
     forwards: int = 0
     sums: list[tuple[float, ...]] = field(default_factory=list)
     counts: list[tuple[int, ...]] = field(default_factory=list)
+    cached_tokens: int = 0
+    resent: int = 0
 
 
 def merge(runs: Sequence[RunResult]) -> RunResult:
@@ -69,6 +76,8 @@ def merge(runs: Sequence[RunResult]) -> RunResult:
         out.padded_tokens += run.padded_tokens
         out.logit_rows += run.logit_rows
         out.forwards += run.forwards
+        out.cached_tokens += run.cached_tokens
+        out.resent += run.resent
         out.sums.extend(run.sums)
         out.counts.extend(run.counts)
     return out
@@ -188,3 +197,31 @@ def engine_rows(engine: Any, questions: Sequence[Tokenized]) -> list[PackedRow]:
     else:
         groups = [[i] for i in range(len(questions))]
     return [pack_group([questions[i].prompt_ids for i in g], [questions[i].choice_ids for i in g]) for g in groups]
+
+
+def run_vllm(engine: Any, requests: Sequence[ScoreRequest], name: str) -> RunResult:
+    """The vLLM engine end to end on one call; work counters from its ``scoring_stats``.
+
+    The prefix cache is emptied first (outside the timer): it outlives calls, and hits on
+    blocks left by another approach or an earlier repeat would credit this call with work
+    it did not do. Like the HF engine, a call then shares only within its own questions.
+    """
+    from ray_bench.errors import EngineError
+
+    engine.reset_prefix_cache()
+    before = dict(engine.scoring_stats)
+    res = RunResult(name, questions=len(requests))
+    start = time.perf_counter()
+    scores = engine.score_choices(requests)
+    res.seconds = time.perf_counter() - start
+    failed = [s for s in scores if s.error is not None]
+    if failed:
+        raise EngineError(f"{name} failed on {len(failed)} questions, first: {failed[0].error}")
+    res.sums = [s.logprob_sums for s in scores]
+    res.counts = [s.num_tokens for s in scores]
+    delta = {k: engine.scoring_stats[k] - before[k] for k in before}
+    res.cached_tokens, res.resent, res.forwards = delta["cached_tokens"], delta["resent"], delta["requests"]
+    # vLLM pads nothing; V1's prompt logprobs run the LM head at every computed position
+    # (with token_ids on Model Runner V2 this is an upper bound).
+    res.real_tokens = res.padded_tokens = res.logit_rows = delta["prompt_tokens"] - delta["cached_tokens"]
+    return res

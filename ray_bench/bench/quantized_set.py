@@ -8,6 +8,7 @@ the engine-gap benchmark (:mod:`ray_bench.bench.engine_gap`) and the vLLM tests 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ray_bench.errors import ConfigError
+from ray_bench.errors import ConfigError, DependencyError
 
 INDEX_FILE = "set.json"
 METHODS = ("rtn", "gptq", "awq", "smoothquant-rtn", "smoothquant-gptq")
@@ -52,6 +53,9 @@ def build_quantized_set(
 
     Calibration uses 16 generated sentences of 64 tokens (local, no hub). A variant that
     fails is recorded in ``failed`` and the others go on.
+
+    Raises:
+        DependencyError: llmcompressor is not installed (the quantization environment).
     """
     from ray_bench.demo.tiny import default_corpus
     from ray_bench.demo.train import train_tiny_model
@@ -59,6 +63,9 @@ def build_quantized_set(
     from ray_bench.quantize.config import CalibrationConfig
 
     say = log or (lambda _m: None)
+    # Checked first: without llmcompressor every variant would fail after the training.
+    if importlib.util.find_spec("llmcompressor") is None:
+        raise DependencyError("llmcompressor", "quantize")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     base = root / "tiny"

@@ -2,9 +2,12 @@
 
 In one run, on one question set and one random-weight model, it times the reference
 approach, naive batching and the HF engine with and without cross-question prefix
-sharing (:mod:`ray_bench.bench.approaches`), reports throughput, forward tokens,
-speedups and model-FLOPs utilization against a matmul peak measured in the same run,
-and checks that both engine variants' numbers equal the reference's.
+sharing (:mod:`ray_bench.bench.approaches`) and, with ``engine="vllm"``, the vLLM engine
+on the same weights with and without prefix-cache reads (:mod:`ray_bench.bench.scoring_vllm`).
+Each approach scores the whole set ``repeats`` times, the approaches taking turns in an
+order that alternates every repeat; its best repeat gives the throughput, forward tokens,
+speedups and model-FLOPs utilization against a matmul peak measured in the same run.
+Every engine approach's numbers must equal the reference's.
 
 Every approach scores the same token ids: the prompt rendered with the same system
 message (by default Qwen2.5's, which its chat template adds to every prompt), so the
@@ -14,6 +17,7 @@ reference and naive batching pay for the shared header just as the engine does.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +31,19 @@ from ray_bench.bench.approaches import (
     run_engine,
     run_naive_batched,
     run_reference,
+    run_vllm,
 )
 from ray_bench.bench.flops import flop_model_of, measure_peak_flops, row_flops, separate_sequence_flops
 from ray_bench.bench.models import ModelShape, build_random_model, count_parameters
 from ray_bench.bench.questions import QWEN_SYSTEM_PROMPT, SyntheticShape
-from ray_bench.bench.report import ScoringBenchReport, exactness, shared_prefix_fraction, speedups, summarize
+from ray_bench.bench.report import (
+    ScoringBenchReport,
+    best_repeat,
+    exactness,
+    shared_prefix_fraction,
+    speedups,
+    summarize_repeats,
+)
 from ray_bench.config import EngineConfig
 from ray_bench.engines.base import ScoreRequest
 from ray_bench.errors import ConfigError
@@ -40,8 +52,11 @@ from ray_bench.errors import ConfigError
 TOLERANCES = {"float32": (1e-5, 0.0), "bfloat16": (5e-2, 1e-2), "float16": (5e-2, 1e-2)}
 
 WARMUP_QUESTIONS = 3
-#: Questions per round; the approaches alternate round by round.
+#: Most questions one engine call gets (the runner calls an engine once per shard), so
+#: prefixes are shared only within such a call.
 ROUND_QUESTIONS = 60
+#: ``engine`` values: ``hf`` runs the HF approaches, ``vllm`` adds the vLLM ones.
+ENGINES = ("hf", "vllm")
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,9 @@ class ScoringBenchOptions:
             ``None`` or empty renders none.
         min_shared_tokens: The engine's ``min_shared_tokens`` option (``None``: its default).
         max_row_tokens: The engine's ``max_row_tokens`` option (``None``: its default).
+        repeats: Timed passes over the whole set; each approach reports its fastest.
+        engine: ``hf`` (the HF approaches) or ``vllm`` (also the vLLM engine, with and
+            without prefix-cache reads, on the same weights saved to a temp dir).
     """
 
     shape: ModelShape = field(default_factory=ModelShape)
@@ -80,6 +98,8 @@ class ScoringBenchOptions:
     system_prompt: str | None = QWEN_SYSTEM_PROMPT
     min_shared_tokens: int | None = None
     max_row_tokens: int | None = None
+    repeats: int = 3
+    engine: str = "hf"
 
 
 def _load_tokenizer(path: Path | None, workdir: Path) -> Any:
@@ -104,7 +124,11 @@ def _requests(opts: ScoringBenchOptions) -> list[ScoreRequest]:
 
 @dataclass
 class _Workload:
-    """The model, engines and questions shared by the approaches."""
+    """The model, engines and questions shared by the approaches.
+
+    ``engines`` are the HF ones, ``vllm`` the vLLM ones (empty unless ``engine="vllm"``);
+    ``scratch`` holds the checkpoint vLLM loaded.
+    """
 
     model: Any
     engines: dict[str, Any]
@@ -115,6 +139,8 @@ class _Workload:
     tokenized: list[Tokenized]
     n_ref: int
     system_tokens: int
+    vllm: dict[str, Any] = field(default_factory=dict)
+    scratch: Path | None = None
 
     @property
     def pad_id(self) -> int:
@@ -129,14 +155,53 @@ def run_scoring_benchmark(opts: ScoringBenchOptions, log: Any = None) -> Scoring
         log: Optional ``callable(str)`` for progress lines.
     """
     say = log or (lambda _msg: None)
+    _check_options(opts)
     work = _prepare(opts, say)
     try:
+        if opts.engine == "vllm":
+            _load_vllm(opts, work, say)
         load_before = _load_average()
-        results, peak = _timed_rounds(work, say)
-        return _report(opts, work, results, peak, load_before)
+        repeats, peak = _timed_repeats(work, opts.repeats, say)
+        return _report(opts, work, repeats, peak, load_before)
     finally:
-        for engine in work.engines.values():
+        # The vLLM engines share one LLM: closing the first shuts it down.
+        for engine in [*work.engines.values(), *list(work.vllm.values())[:1]]:
             engine.close()
+        if work.scratch is not None:
+            shutil.rmtree(work.scratch, ignore_errors=True)
+
+
+def _check_options(opts: ScoringBenchOptions) -> None:
+    """Refuse bad options, and a missing vLLM, before a model is built."""
+    if opts.engine not in ENGINES:
+        raise ConfigError(f"engine {opts.engine!r} is not one of {', '.join(ENGINES)}", hint="Use --engine hf or vllm.")
+    if opts.repeats < 1:
+        raise ConfigError(f"repeats must be at least 1, got {opts.repeats}")
+    if opts.engine == "vllm":
+        from ray_bench.bench.scoring_vllm import require_vllm
+
+        require_vllm("Without vLLM use --engine hf.")
+
+
+def _load_vllm(opts: ScoringBenchOptions, w: _Workload, say: Any) -> None:
+    """Load the vLLM engines on the model's weights, in its dtype, on its device."""
+    from ray_bench.bench.scoring_vllm import load_vllm_engines, max_model_len_for
+
+    w.scratch = Path(tempfile.mkdtemp(prefix="rb-bench-vllm-"))
+    say(f"saving the model to {w.scratch} and loading it with vLLM ({_dtype_name(w.dtype)})")
+    w.vllm = load_vllm_engines(
+        w.model,
+        w.engines["engine"].tokenizer,
+        w.scratch,
+        dtype=_dtype_name(w.dtype),
+        device=str(getattr(w.device, "type", w.device)),
+        system=opts.system_prompt or None,
+        max_model_len=max_model_len_for(w.tokenized, opts.shape.max_positions),
+    )
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 def _prepare(opts: ScoringBenchOptions, say: Any) -> _Workload:
@@ -181,66 +246,101 @@ def _engine(model: Any, tokenizer: Any, opts: ScoringBenchOptions, budget: int, 
     return HFEngine(model, tokenizer, config, model_path=f"random:{opts.shape.arch}")
 
 
-def _timed_rounds(w: _Workload, say: Any) -> tuple[dict[str, RunResult], float]:
-    """Time the approaches round by round, alternating their order.
+def _chunks(n: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` bounds of the engine calls over ``n`` questions."""
+    bounds = list(range(0, n, ROUND_QUESTIONS)) + [n]
+    return list(zip(bounds, bounds[1:]))
+
+
+def _steps(w: _Workload) -> list[tuple[str, Any]]:
+    """Per approach, ``run(lo, hi) -> RunResult`` for one engine call's questions."""
+    steps: list[tuple[str, Any]] = [
+        ("reference", lambda lo, hi: run_reference(w.model, w.tokenized[lo : min(hi, w.n_ref)], w.device)),
+        ("naive-batched", lambda lo, hi: run_naive_batched(w.model, w.tokenized[lo:hi], w.budget, w.pad_id, w.device)),
+    ]
+    steps += [
+        (name, lambda lo, hi, name=name, e=engine: run_engine(e, w.requests[lo:hi], w.tokenized[lo:hi], name))
+        for name, engine in w.engines.items()
+    ]
+    steps += [
+        (name, lambda lo, hi, name=name, e=engine: run_vllm(e, w.requests[lo:hi], name)) for name, engine in w.vllm.items()
+    ]
+    return steps
+
+
+def _timed_repeats(w: _Workload, repeats: int, say: Any) -> tuple[dict[str, list[RunResult]], float]:
+    """Time every approach on the whole set ``repeats`` times, alternating their order.
 
     On a shared machine another process's load spike then hits every approach alike
-    instead of whichever happened to run at the time. The peak is re-measured every
-    round and the best value is kept. Each engine call gets one round's questions, so
-    prefixes are shared only within a round (the runner calls it per shard).
+    instead of whichever happened to run at the time, and each approach's best repeat is
+    the least disturbed one. Each engine call gets at most :data:`ROUND_QUESTIONS`
+    questions, as the runner calls it per shard. The peak is re-measured every repeat
+    and the best value is kept. The reference scores only the first ``n_ref`` questions.
     """
+    steps = _steps(w)
     say("warming up")
-    warm = slice(0, WARMUP_QUESTIONS)
-    run_reference(w.model, w.tokenized[warm], w.device)
-    run_naive_batched(w.model, w.tokenized[warm], w.budget, w.pad_id, w.device)
-    for name, engine in w.engines.items():
-        run_engine(engine, w.requests[warm], w.tokenized[warm], name)
+    for _name, step in steps:
+        step(0, min(WARMUP_QUESTIONS, len(w.requests)))  # the first vLLM call also warms its kernels
+    chunks = _chunks(len(w.requests))
+    out: dict[str, list[RunResult]] = {name: [] for name, _ in steps}
     peaks: list[float] = []
-    parts: dict[str, list[RunResult]] = {"reference": [], "naive-batched": [], **{name: [] for name in w.engines}}
-    bounds = list(range(0, len(w.requests), ROUND_QUESTIONS)) + [len(w.requests)]
-    for rnd, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
-        say(f"round {rnd + 1}/{len(bounds) - 1}: questions {lo}-{hi - 1}")
+    for rep in range(repeats):
+        say(f"repeat {rep + 1}/{repeats}: {len(w.requests)} questions in {len(chunks)} engine call(s) of <= {ROUND_QUESTIONS}")
         peaks.append(measure_peak_flops(w.dtype, w.device))
-        steps = [
-            ("reference", lambda: run_reference(w.model, w.tokenized[lo : min(hi, w.n_ref)], w.device)),
-            ("naive-batched", lambda: run_naive_batched(w.model, w.tokenized[lo:hi], w.budget, w.pad_id, w.device)),
-        ]
-        steps += [
-            (name, lambda name=name, e=engine: run_engine(e, w.requests[lo:hi], w.tokenized[lo:hi], name))
-            for name, engine in w.engines.items()
-        ]
-        for name, step in steps if rnd % 2 == 0 else steps[::-1]:
-            if name != "reference" or lo < w.n_ref:
-                parts[name].append(step())
-    return {k: merge(v) for k, v in parts.items()}, max(peaks)
+        for name, step in steps if rep % 2 == 0 else steps[::-1]:
+            limit = w.n_ref if name == "reference" else len(w.requests)
+            out[name].append(merge([step(lo, hi) for lo, hi in chunks if lo < limit]))
+    return out, max(peaks)
 
 
 def _report(
-    opts: ScoringBenchOptions, w: _Workload, results: dict[str, RunResult], peak: float, load_before: float | None
+    opts: ScoringBenchOptions, w: _Workload, repeats: dict[str, list[RunResult]], peak: float, load_before: float | None
 ) -> ScoringBenchReport:
     params = count_parameters(w.model)
-    fm = flop_model_of(w.model, params["layers"])
-    flops = {
-        "reference": separate_sequence_flops(fm, w.tokenized[: w.n_ref]),
-        "naive-batched": separate_sequence_flops(fm, w.tokenized),
-    }
-    for name, engine in w.engines.items():
-        # Per round, as the engine was called, so the FLOPs match the sharing it could do.
-        chunks = range(0, len(w.tokenized), ROUND_QUESTIONS)
-        flops[name] = sum(row_flops(fm, engine_rows(engine, w.tokenized[lo : lo + ROUND_QUESTIONS])) for lo in chunks)
-    runs = {name: summarize(r, flops[name], peak) for name, r in results.items()}
-    dtype_name = str(w.dtype).replace("torch.", "")
+    best = {name: reps[best_repeat(reps)] for name, reps in repeats.items()}
+    flops = _flops(w, params["layers"], best)
+    runs = {name: summarize_repeats(reps, flops[name], peak) for name, reps in repeats.items()}
+    dtype_name = _dtype_name(w.dtype)
     tol = TOLERANCES.get(dtype_name, TOLERANCES["bfloat16"])
+    exact = exactness(best, tol)
+    exact["max_abs_diff_across_repeats"] = {name: _repeat_spread(reps) for name, reps in repeats.items()}
     return ScoringBenchReport(
         setup=_setup(opts, w, params["total"], dtype_name, load_before),
         runs=runs,
         speedups=speedups(runs),
         peak_flops=peak,
-        exactness=exactness(results, tol),
+        exactness=exact,
+    )
+
+
+def _flops(w: _Workload, layer_params: int, best: dict[str, RunResult]) -> dict[str, float]:
+    """Model FLOPs of each approach's work (the vLLM ones estimated from its counters)."""
+    from ray_bench.bench.scoring_vllm import vllm_flops
+
+    fm = flop_model_of(w.model, layer_params)
+    flops = {
+        "reference": separate_sequence_flops(fm, w.tokenized[: w.n_ref]),
+        "naive-batched": separate_sequence_flops(fm, w.tokenized),
+    }
+    for name, engine in w.engines.items():
+        # Per engine call, as the engine was called, so the FLOPs match the sharing it could do.
+        flops[name] = sum(row_flops(fm, engine_rows(engine, w.tokenized[lo:hi])) for lo, hi in _chunks(len(w.tokenized)))
+    for name in w.vllm:
+        flops[name] = vllm_flops(fm, w.tokenized, best[name])
+    return flops
+
+
+def _repeat_spread(repeats: list[RunResult]) -> float:
+    """Max |difference| of any choice's sum between repeats (0.0: every repeat scored alike)."""
+    first = repeats[0].sums
+    return max(
+        (abs(a - b) for r in repeats[1:] for qa, qb in zip(first, r.sums) for a, b in zip(qa, qb)), default=0.0
     )
 
 
 def _setup(opts: ScoringBenchOptions, w: _Workload, parameters: int, dtype_name: str, load_before: float | None) -> dict[str, Any]:
+    from ray_bench.bench.scoring_vllm import vllm_setup
+
     n = max(1, len(w.tokenized))
     if opts.data_dir:
         source = f"{opts.data_dir}/{opts.dataset}"
@@ -261,6 +361,8 @@ def _setup(opts: ScoringBenchOptions, w: _Workload, parameters: int, dtype_name:
         "questions": len(w.requests),
         "reference_questions": w.n_ref,
         "round_questions": ROUND_QUESTIONS,
+        "repeats": opts.repeats,
+        "engine": opts.engine,
         "source": source,
         "question_structure": structure,
         "system_prompt": opts.system_prompt or None,
@@ -270,6 +372,7 @@ def _setup(opts: ScoringBenchOptions, w: _Workload, parameters: int, dtype_name:
         "mean_choice_tokens": _mean_choice_tokens(w.tokenized),
         "mean_choices": sum(len(t.choice_ids) for t in w.tokenized) / n,
         "engine_info": w.engines["engine"].info().extra,
+        **vllm_setup(w.vllm),
     }
 
 

@@ -19,6 +19,7 @@ SCORING_EPILOG = (
     "  ray-bench bench scoring --questions 60 --threads 1 --json bench.json\n\n"
     "  ray-bench bench scoring --data data/ --dataset BBQ --questions 120\n\n"
     "  ray-bench bench scoring --system-prompt '' --max-row-tokens 1024\n\n"
+    "  ray-bench bench scoring --engine vllm --questions 120 --repeats 3 --json vllm.json\n\n"
     "  ray-bench bench scoring --device cuda --dtype bfloat16 --preset qwen2.5-7b --questions 2000 "
     "--reference-questions 200"
 )
@@ -64,16 +65,25 @@ def scoring(
     max_row_tokens: int | None = typer.Option(
         None, "--max-row-tokens", min=1, help="Engine option: longest prefix-shared row (default min(2048, budget))."
     ),
+    repeats: int = typer.Option(
+        3, "--repeats", min=1, help="Timed passes over the whole set (approaches alternate order); each reports its best."
+    ),
+    engine: str = typer.Option(
+        "hf", "--engine", help="hf (approaches a-d) or vllm (also e-f: the vLLM engine on the same weights; needs vLLM)."
+    ),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the results as JSON here."),
 ) -> None:
-    """Time choice scoring four ways on one random-weight model and check they agree.
+    """Time choice scoring four (or six) ways on one random-weight model and check they agree.
 
     Compares (a) the reference approach, (b) naive batching, (c) the hf engine, which
     computes prompt prefixes shared across questions once, and (d) the hf engine without
-    that sharing, on the same questions in one run: questions/s, forward tokens per
-    question, speedups, and model-FLOPs utilization against a matmul peak measured in the
-    same run. Both engines' log-prob sums must equal the reference's (max |diff| <= 1e-5
-    in fp32).
+    that sharing; with --engine vllm also (e) the vLLM engine with its default scoring
+    method (on CPU prompt_logprobs with prefix-cache reads) and (f) vLLM with
+    prompt_logprobs_uncached, on the same weights and questions in one run. Every approach
+    scores the whole set --repeats times, in an order that alternates every repeat, and
+    reports its best repeat: questions/s, forward tokens per question, speedups, and
+    model-FLOPs utilization against a matmul peak measured in the same run. Every engine's
+    log-prob sums must equal the reference's (max |diff| <= 1e-5 in fp32).
     """
     import torch
 
@@ -106,6 +116,8 @@ def scoring(
         system_prompt=system_prompt or None,
         min_shared_tokens=min_shared_tokens,
         max_row_tokens=max_row_tokens,
+        repeats=repeats,
+        engine=engine,
     )
     report = run_scoring_benchmark(opts, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     print_report(report.as_dict())
@@ -135,14 +147,20 @@ def print_report(result: dict[str, Any]) -> None:
     for line in _question_lines(setup):
         out_console.print(line, highlight=False, markup=False)
     table = Table(title=title, title_justify="left")
-    for col in ("approach", "questions", "q/s", "fwd tok/q", "real tok/q", "logit rows/q", "GFLOP/q", "MFU", "speedup"):
+    columns = ("approach", "questions", "best s", "spread", "q/s", "fwd tok/q", "real tok/q", "logit rows/q", "GFLOP/q",
+               "MFU", "speedup")
+    for col in columns:
         table.add_column(col, justify="left" if col == "approach" else "right")
     ref_qps = runs["reference"]["questions_per_s"]
     for name, label in APPROACHES.items():
+        if name not in runs:
+            continue
         r = runs[name]
         table.add_row(
             label,
             str(r["questions"]),
+            f"{r['seconds']:.2f}",
+            f"{100 * (max(r['repeat_seconds']) / r['seconds'] - 1):.0f}%" if r["seconds"] > 0 else "-",
             f"{r['questions_per_s']:.2f}",
             f"{r['forward_tokens_per_question']:.1f}",
             f"{r['real_tokens_per_question']:.1f}",
@@ -167,8 +185,19 @@ def _question_lines(setup: dict[str, Any]) -> list[str]:
         lines.append("no system message.")
     lines.append(
         f"prompt tokens equal to the sorted previous prompt's: {100 * setup['shared_prefix_fraction']:.0f}% "
-        f"(what (c) can skip; (c)/(d) share within each engine call of {setup['round_questions']} questions)."
+        f"(what (c) can skip; the engines share within each engine call of {setup['round_questions']} questions)."
     )
+    lines.append(
+        f"timing: every approach scores the whole set {setup['repeats']} time(s), approaches alternating order every "
+        "repeat; 'best s' is its fastest repeat (q/s, MFU and speedups use it), 'spread' how much slower its slowest was."
+    )
+    if setup.get("vllm_info"):
+        info = setup["vllm_info"]["vllm"]
+        lines.append(
+            f"vllm {info.get('vllm_version')} ({info.get('vllm_distribution')}, model runner {info.get('model_runner')}): "
+            f"(e) scores with {info.get('scoring_method')}; its prefix cache is emptied before every call. "
+            "fwd tok/q of (e)/(f) = prompt tokens - prefix-cache hits (scoring_stats); their GFLOP/q and MFU are estimates."
+        )
     if setup["source"].startswith("synthetic"):
         share = setup["shared_prefix_fraction"]
         verdict = "more than" if share > 0.73 else "less than" if share < 0.68 else "about as much as"
@@ -182,12 +211,14 @@ def _question_lines(setup: dict[str, Any]) -> list[str]:
 
 
 def _print_verdict(result: dict[str, Any]) -> None:
+    from ray_bench.bench.report import EXACTNESS_KEYS
+
     setup = result["setup"]
     load = setup.get("load_average_after")
     if setup["device"] == "cpu" and load is not None and load > 1.25 * (setup.get("cpu_count") or 1):
         err_console.print(
             f"[yellow]warning: 1-min load average {load:.1f} on {setup['cpu_count']} CPUs; other processes "
-            "were competing, so the timings are noisy (the approaches alternate rounds to share the noise).[/yellow]"
+            "were competing, so the timings are noisy (the approaches alternate order every repeat to share the noise).[/yellow]"
         )
     exact = result["exactness"]
     verdict = "PASS" if exact["passed"] else "FAIL"
@@ -197,20 +228,176 @@ def _print_verdict(result: dict[str, Any]) -> None:
         "d/a": "engine without sharing vs reference",
         "d/b": "engine without sharing vs naive batched",
         "c/d": "cross-question sharing on vs off",
+        "e/c": "vllm engine vs hf engine",
+        "e/d": "vllm engine vs hf engine without sharing",
+        "f/b": "vllm uncached vs naive batched",
+        "e/f": "vllm prefix-cache reads on vs off",
     }
     for key, label in labels.items():
-        out_console.print(f"speedup {key} ({label}):".ljust(56) + f"{result['speedups'][key]:.2f}x")
+        if key in result["speedups"]:
+            out_console.print(f"speedup {key} ({label}):".ljust(56) + f"{result['speedups'][key]:.2f}x")
     out_console.print(
         f"peak: {result['peak_flops'] / 1e9:.1f} GFLOP/s (square matmul, {setup['dtype']}, best of the run); "
         "MFU = model FLOPs of real tokens / time / peak"
     )
-    out_console.print(
-        f"exactness: max |c - a| = {exact['max_abs_diff_engine_vs_reference']:.2e}, "
-        f"max |d - a| = {exact['max_abs_diff_no_sharing_vs_reference']:.2e}, "
-        f"max |b - a| = {exact['max_abs_diff_naive_vs_reference']:.2e} "
-        f"(tol {exact['atol']:g} + {exact['rtol']:g}*|a|), token counts equal: {exact['token_counts_equal']}, "
-        f"argmax agreement {100 * exact['prediction_agreement']:.1f}% over {setup['reference_questions']} questions: {verdict}"
+    letters = {"engine": "c", "engine-no-sharing": "d", "naive-batched": "b", "vllm": "e", "vllm-uncached": "f"}
+    diffs = ", ".join(
+        f"max |{letters[name]} - a| = {exact[f'max_abs_diff_{key}_vs_reference']:.2e}"
+        for name, key in EXACTNESS_KEYS.items()
+        if f"max_abs_diff_{key}_vs_reference" in exact
     )
+    agree = ", ".join(
+        f"{letters[name]} {100 * value:.1f}%" for name, value in exact.get("prediction_agreement_by_approach", {}).items()
+    )
+    out_console.print(
+        f"exactness: {diffs} (tol {exact['atol']:g} + {exact['rtol']:g}*|a|, b for scale only), token counts equal: "
+        f"{exact['token_counts_equal']}, argmax agreement with a ({agree}) over {setup['reference_questions']} "
+        f"questions: {verdict}"
+    )
+
+
+QUANTIZED_SET_EPILOG = (
+    "Examples:\n\n"
+    "  ray-bench bench quantized-set --out /tmp/qset\n\n"
+    "  ray-bench bench quantized-set --out qset --method rtn --method gptq --scheme w8a8 --scheme w4a16\n\n"
+    "  ray-bench bench quantized-set --out qset --train-steps 120 --seed 1"
+)
+
+
+@app.command("quantized-set", epilog=QUANTIZED_SET_EPILOG)
+def quantized_set(
+    out: Path = typer.Option(..., "--out", help="Directory of the set (created; a base already there is reused)."),
+    method: list[str] | None = typer.Option(
+        None, "--method", help="Quantization method, repeatable (default: rtn, gptq, awq, smoothquant-rtn, smoothquant-gptq)."
+    ),
+    scheme: list[str] | None = typer.Option(None, "--scheme", help="Scheme, repeatable (default: w4a16, w8a16, w8a8)."),
+    train_steps: int = typer.Option(60, "--train-steps", min=1, help="Training steps of the tiny base."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the base's training and the calibration."),
+) -> None:
+    """Train a tiny Qwen2 base and quantize it with every method x scheme (needs llmcompressor).
+
+    Writes the checkpoints and DIR/set.json, the input of `ray-bench bench engine-gap` (run in the
+    vLLM environment). Prints the set directory on stdout and one line per variant on stderr;
+    a variant that fails is recorded in set.json and the others go on.
+    """
+    from ray_bench.bench.quantized_set import METHODS, SCHEMES, build_quantized_set
+    from ray_bench.errors import UnknownNameError
+
+    for kind, names, known in (("quantization method", method, METHODS), ("scheme", scheme, SCHEMES)):
+        for name in names or ():
+            if name not in known:
+                raise UnknownNameError(kind, name, known)
+    qset = build_quantized_set(
+        out, methods=tuple(method or METHODS), schemes=tuple(scheme or SCHEMES), train_steps=train_steps, seed=seed,
+        log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False),
+    )
+    for (m, s), path in qset.variants.items():
+        err_console.print(f"{m} {s}: ok {path}", highlight=False, markup=False)
+    for (m, s), error in qset.failed.items():
+        err_console.print(f"{m} {s}: failed: {error}", highlight=False, markup=False)
+    print(qset.root)
+    if not qset.variants:
+        raise typer.Exit(1)
+
+
+ENGINE_GAP_EPILOG = (
+    "Examples:\n\n"
+    "  ray-bench bench engine-gap --set /tmp/qset\n\n"
+    "  ray-bench bench engine-gap --set /tmp/qset --questions 50 --dataset BBQ --json gap.json\n\n"
+    "  ray-bench bench engine-gap --set /tmp/qset --dataset BBQ --dataset StereoSet-Intersentence\n\n"
+    "  ray-bench bench engine-gap --set /tmp/qset --data data/ --questions 150"
+)
+
+
+@app.command("engine-gap", epilog=ENGINE_GAP_EPILOG)
+def engine_gap(
+    set_dir: Path = typer.Option(..., "--set", help="A set written by `ray-bench bench quantized-set`."),
+    questions: int = typer.Option(100, "--questions", min=1, help="Closed questions per dataset (or all the sample has)."),
+    dataset: list[str] | None = typer.Option(
+        None, "--dataset", help="Sample dataset, repeatable (default: BBQ and CEB-Recognition-S)."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Prepared datasets (ray-bench datasets prepare); default: the bundled sample."
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the results as JSON here."),
+) -> None:
+    """Compare the vLLM-vs-HF engine gap with the quantization effect on a quantized set (needs vLLM).
+
+    Scores the base and every variant on sample closed questions with the hf engine (W8A8
+    activations quantized as vLLM's int8 kernels do), the hf engine with transformers' own
+    compressed-tensors fake quantization, and the vllm engine. Per method, scheme and dtype:
+    max and mean |vLLM - HF| of the choice log-prob sums (engine gap), the same against the
+    compressed-tensors mode, max and mean |HF(variant) - HF(base)| in the same dtype
+    (quantization effect), their ratios and vLLM-HF prediction agreement. Variants vLLM-CPU
+    cannot load are skipped with the reason; W4A16 runs in bfloat16 on CPU, with a bfloat16 base.
+    """
+    from ray_bench.bench.engine_gap import DEFAULT_DATASETS, EngineGapOptions, run_engine_gap
+
+    opts = EngineGapOptions(
+        set_dir=set_dir, datasets=tuple(dataset or DEFAULT_DATASETS), questions=questions, data_dir=data
+    )
+    result = run_engine_gap(opts, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False))
+    print_engine_gap_report(result)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        err_console.print(f"wrote {json_path}")
+
+
+def _sci(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2e}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def print_engine_gap_report(result: dict[str, Any]) -> None:
+    """Print the engine-gap table, skipped variants and notes to stdout."""
+    from rich.table import Table
+
+    setup = result["setup"]
+    datasets = ", ".join(f"{name} {n}" for name, n in setup["datasets"].items())
+    table = Table(
+        title=f"Engine gap vs quantization effect: {setup['set_dir']} on {setup['device']}, questions: {datasets}",
+        title_justify="left",
+    )
+    columns = ("model", "dtype", "|vllm-hf| max", "mean", "|vllm-hf ct| max", "mean", "effect max", "mean",
+               "gap/effect max", "mean", "agree")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for row in result["rows"]:
+        effect = row.get("quant_effect", {})
+        ratio = row.get("gap_over_effect", {})
+        agree = row["prediction_agreement_vllm_hf"]
+        table.add_row(
+            "base" if row["method"] == "base" else f"{row['method']} {row['scheme']}",
+            row["dtype"],
+            _sci(row["engine_gap"]["max"]), _sci(row["engine_gap"]["mean"]),
+            _sci(row["ct_gap"]["max"]), _sci(row["ct_gap"]["mean"]),
+            _sci(effect.get("max")), _sci(effect.get("mean")),
+            _ratio(ratio.get("max")), _ratio(ratio.get("mean")),
+            "-" if agree is None else f"{100 * agree:.0f}%",
+        )
+    out_console.print(table)
+    out_console.print(
+        "gap: |vLLM - HF| of the choice log-prob sums over every choice; hf ct: HF with compressed-tensors' fake "
+        "quantization (absmax/127.5) instead of the kernel's (absmax/127); effect: |HF(variant) - HF(base)|, same "
+        "dtype; agree: questions where vLLM and HF predict the same choice.",
+        highlight=False,
+    )
+    for row in result["rows"]:
+        if row["note"]:
+            out_console.print(f"{row['method']} {row['scheme']} in {row['dtype']}: {row['note']}", highlight=False)
+        if row["failed_questions"] or not row["token_counts_equal"]:
+            out_console.print(
+                f"{row['method']} {row['scheme']} {row['dtype']}: {row['failed_questions']} failed questions left out, "
+                f"token counts equal: {row['token_counts_equal']}",
+                highlight=False,
+            )
+    for skip in result["skipped"]:
+        out_console.print(f"skipped {skip['method']} {skip['scheme']}: {skip['reason']}", highlight=False)
+    err_console.print(f"engine-gap took {result['seconds']:.0f} s")
 
 
 ANALYSIS_EPILOG = (
