@@ -161,25 +161,32 @@ def run_engine(
     engine: Any, requests: Sequence[ScoreRequest], questions: Sequence[Tokenized], name: str = "engine"
 ) -> RunResult:
     """The HF engine end to end (tokenization included); work counters from its packing plan."""
-    from ray_bench.errors import EngineError
-
-    res = RunResult(name, questions=len(requests))
     sync(engine.device)
-    start = time.perf_counter()
-    scores = engine.score_choices(requests)
-    sync(engine.device)
-    res.seconds = time.perf_counter() - start
-    failed = [s for s in scores if s.error is not None]
-    if failed:
-        raise EngineError(f"{name} failed on {len(failed)} questions, first: {failed[0].error}")
-    res.sums = [s.logprob_sums for s in scores]
-    res.counts = [s.num_tokens for s in scores]
+    res = _timed_scores(engine, requests, name, lambda: sync(engine.device))
     rows = engine_rows(engine, questions)
     for batch in plan_batches([row.length for row in rows], engine.batch_tokens):
         res.forwards += 1
         res.padded_tokens += len(batch) * max(rows[i].length for i in batch)
     res.real_tokens = sum(row.length for row in rows)
     res.logit_rows = sum(len(row.source_positions) for row in rows)
+    return res
+
+
+def _timed_scores(engine: Any, requests: Sequence[ScoreRequest], name: str, sync_after: Any = None) -> RunResult:
+    """Time one ``score_choices`` call; every question must be scored."""
+    from ray_bench.errors import EngineError
+
+    res = RunResult(name, questions=len(requests))
+    start = time.perf_counter()
+    scores = engine.score_choices(requests)
+    if sync_after is not None:
+        sync_after()
+    res.seconds = time.perf_counter() - start
+    failed = [s for s in scores if s.error is not None]
+    if failed:
+        raise EngineError(f"{name} failed on {len(failed)} questions, first: {failed[0].error}")
+    res.sums = [s.logprob_sums for s in scores]
+    res.counts = [s.num_tokens for s in scores]
     return res
 
 
@@ -206,19 +213,9 @@ def run_vllm(engine: Any, requests: Sequence[ScoreRequest], name: str) -> RunRes
     blocks left by another approach or an earlier repeat would credit this call with work
     it did not do. Like the HF engine, a call then shares only within its own questions.
     """
-    from ray_bench.errors import EngineError
-
     engine.reset_prefix_cache()
     before = dict(engine.scoring_stats)
-    res = RunResult(name, questions=len(requests))
-    start = time.perf_counter()
-    scores = engine.score_choices(requests)
-    res.seconds = time.perf_counter() - start
-    failed = [s for s in scores if s.error is not None]
-    if failed:
-        raise EngineError(f"{name} failed on {len(failed)} questions, first: {failed[0].error}")
-    res.sums = [s.logprob_sums for s in scores]
-    res.counts = [s.num_tokens for s in scores]
+    res = _timed_scores(engine, requests, name)
     delta = {k: engine.scoring_stats[k] - before[k] for k in before}
     res.cached_tokens, res.resent, res.forwards = delta["cached_tokens"], delta["resent"], delta["requests"]
     # vLLM pads nothing; V1's prompt logprobs run the LM head at every computed position

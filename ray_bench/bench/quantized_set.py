@@ -63,6 +63,8 @@ def build_quantized_set(
     from ray_bench.quantize.config import CalibrationConfig
 
     say = log or (lambda _m: None)
+    failed: dict[tuple[str, str], str] = {}
+    pairs = _pairs(methods, schemes, failed)  # unknown names fail here, before any training
     # Checked first: without llmcompressor every variant would fail after the training.
     if importlib.util.find_spec("llmcompressor") is None:
         raise DependencyError("llmcompressor", "quantize")
@@ -76,8 +78,7 @@ def build_quantized_set(
     calib_path.write_text("\n".join(json.dumps({"text": t}) for t in default_corpus(200, seed=11)) + "\n")
     calib = CalibrationConfig(source=str(calib_path), num_samples=16, max_seq_length=64, template="{text}", seed=seed)
     variants: dict[tuple[str, str], Path] = {}
-    failed: dict[tuple[str, str], str] = {}
-    for method, scheme in _pairs(methods, schemes, failed):
+    for method, scheme in pairs:
         started = time.time()
         try:
             path = quantize_model(base, root, method, scheme, name="tiny", calibration=calib, overwrite=True)

@@ -154,12 +154,7 @@ def quantized_set(
     a variant that fails is recorded in set.json and the others go on.
     """
     from ray_bench.bench.quantized_set import METHODS, SCHEMES, build_quantized_set
-    from ray_bench.errors import UnknownNameError
 
-    for kind, names, known in (("quantization method", method, METHODS), ("scheme", scheme, SCHEMES)):
-        for name in names or ():
-            if name not in known:
-                raise UnknownNameError(kind, name, known)
     qset = build_quantized_set(
         out, methods=tuple(method or METHODS), schemes=tuple(scheme or SCHEMES), train_steps=train_steps, seed=seed,
         log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False),
