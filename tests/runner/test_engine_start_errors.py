@@ -45,10 +45,17 @@ def broken_or_dummy_factory(model: ModelSpec, config: EngineConfig):
     """Fails for the model named ``broken``, else the dummy engine; calls go to ``options.counter``."""
     from ray_bench.engines.dummy import DummyEngine
 
-    _record(config.options["counter"], model.name)
+    counter = config.options["counter"]
+    _record(counter, model.name)
     if model.name == "broken":
         raise ModelLoadError(CAUSE, hint=HINT)
-    return DummyEngine(model, config.model_copy(update={"options": {}}))
+
+    class ClosingEngine(DummyEngine):
+        def close(self) -> None:  # the driver must close engines before it kills the actors
+            _record(counter, f"close:{model.name}")
+            super().close()
+
+    return ClosingEngine(model, config.model_copy(update={"options": {}}))
 
 
 # ---------------------------------------------------------------- the error itself
@@ -160,7 +167,7 @@ def test_run_fails_only_the_broken_model(ray_cluster, toy_data, tmp_path):
         resources={"device": "cpu", "cpus_per_worker": 0.5}, shard_size=2,
     )
     summary = run(config, progress=False)
-    assert sorted(_calls(counter)) == ["broken", "good"]  # each engine created once
+    assert sorted(_calls(counter)) == ["broken", "close:good", "good"]  # each engine created once, closed
     assert summary.done == 6 and not summary.ok
     assert set(summary.failed) == _shard_keys("broken")
     assert set(summary.load_errors) == {"broken"}
@@ -191,5 +198,5 @@ def test_cli_reports_the_load_error_once(ray_cluster, toy_data, tmp_path, capsys
     assert len(errors) == 1 and len(hints) == 1, err
     assert "could not be loaded" in errors[0] and CAUSE in errors[0] and "'broken'" in errors[0]
     assert HINT in hints[0]
-    assert sorted(_calls(counter)) == ["broken", "good"]
+    assert sorted(_calls(counter)) == ["broken", "close:good", "good"]
     _check_manifest(tmp_path / "out")
