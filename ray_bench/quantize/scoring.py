@@ -52,7 +52,9 @@ class ScoreComparison:
     agreement: float
 
 
-def score_checkpoint(path: str, requests: Sequence[ScoreRequest], via: str = "auto") -> list[tuple[float, ...]]:
+def score_checkpoint(
+    path: str, requests: Sequence[ScoreRequest], via: str = "auto", activation_quant: str = "kernel"
+) -> list[tuple[float, ...]]:
     """Per request, the choices' log-prob sums (fp32, CPU).
 
     Args:
@@ -60,19 +62,23 @@ def score_checkpoint(path: str, requests: Sequence[ScoreRequest], via: str = "au
         requests: The questions.
         via: ``hf`` (the HF engine), ``plain`` (transformers forward) or ``auto`` (the
             engine when its module exists).
+        activation_quant: The HF engine's option of that name: ``kernel`` quantizes W8A8
+            activations as vLLM's int8 kernels do, ``compressed-tensors`` as a plain
+            transformers forward does (``engines/hf_quant.py``).
     """
     if via not in ("auto", "hf", "plain"):
         raise ValueError(f"via must be 'auto', 'hf' or 'plain', got {via!r}")
     if via == "hf" or (via == "auto" and importlib.util.find_spec("ray_bench.engines.hf") is not None):
-        return _score_with_engine(path, requests)
+        return _score_with_engine(path, requests, activation_quant)
     return _score_plain(path, requests)
 
 
-def _score_with_engine(path: str, requests: Sequence[ScoreRequest]) -> list[tuple[float, ...]]:
+def _score_with_engine(path: str, requests: Sequence[ScoreRequest], activation_quant: str) -> list[tuple[float, ...]]:
     from ray_bench.config import EngineConfig, ModelSpec
     from ray_bench.engines.base import create_engine
 
-    engine = create_engine(ModelSpec(name="m", path=path), EngineConfig(name="hf", dtype="float32", device="cpu"))
+    config = EngineConfig(name="hf", dtype="float32", device="cpu", options={"activation_quant": activation_quant})
+    engine = create_engine(ModelSpec(name="m", path=path), config)
     try:
         results = engine.score_choices(list(requests))
     finally:
