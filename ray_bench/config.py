@@ -16,6 +16,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from ray_bench.errors import ConfigError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: Model names become directory names inside the results directory (255 bytes at most on
+#: common filesystems, with room left for the dataset and shard below it).
+MAX_MODEL_NAME = 100
+#: Names taken by the results directory's own files.
+RESERVED_MODEL_NAMES = frozenset({"manifest.json"})
 
 
 class _Strict(BaseModel):
@@ -42,6 +47,10 @@ class ModelSpec(_Strict):
             raise ValueError(
                 f"model name {v!r} must start with a letter or digit and use only letters, digits, '.', '_' or '-'"
             )
+        if len(v) > MAX_MODEL_NAME:
+            raise ValueError(f"model name {v[:20]!r}... has {len(v)} characters; at most {MAX_MODEL_NAME}")
+        if v.lower() in RESERVED_MODEL_NAMES:
+            raise ValueError(f"model name {v!r} is the name of the results directory's manifest; pick another")
         return v
 
     @classmethod
@@ -165,6 +174,16 @@ class RunConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"model names must be unique, repeated: {dupes}")
+        return self
+
+    @model_validator(mode="after")
+    def _usable_out_dir(self) -> RunConfig:
+        out = Path(self.out_dir).expanduser()
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"out_dir {str(out)!r} is an existing file, not a directory")
+        if out.resolve() == Path(self.data_dir).expanduser().resolve():
+            # The run manifest would be merged into the prepared data's manifest.json.
+            raise ValueError(f"out_dir and data_dir are the same directory {str(out)!r}; write results elsewhere")
         return self
 
 

@@ -31,7 +31,14 @@ def _engine_options(pairs: list[str] | None) -> dict[str, Any] | None:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--engine-option {pair!r} is not KEY=VALUE")
-        out[key] = yaml.safe_load(value)
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = str(exc).splitlines()[0]
+            raise ConfigError(
+                f"--engine-option {pair!r}: the value is not valid YAML ({problem})",
+                hint="Values are read as YAML: quote a string that holds YAML syntax, e.g. KEY='\"a: b\"'.",
+            ) from None
     return out
 
 

@@ -32,6 +32,9 @@ from ray_bench.runner.session import actor_options, ray_session, resolve_device
 if TYPE_CHECKING:
     import pyarrow as pa
 
+#: Engines that load a checkpoint directory (a local model path must hold its config.json).
+MODEL_ENGINES = ("hf", "vllm")
+
 #: Shards queued at each actor, so the next one is ready when the current one ends.
 IN_FLIGHT_PER_ACTOR = 2
 
@@ -75,20 +78,33 @@ def load_questions(config: RunConfig) -> dict[str, pa.Table]:
 
 
 def validate_models(config: RunConfig) -> None:
-    """Fail on model paths that look local but do not exist, unknown engines and bad engine options."""
-    from ray_bench.engines.base import check_engine_options, check_engine_run, engine_names
+    """Fail on model paths that look local but do not exist (or, for the model engines, hold
+    no ``config.json``), engines that are unknown or do not import, and bad engine options."""
+    from ray_bench.engines.base import check_engine_options, check_engine_run, engine_names, resolve_engine_factory
 
+    name = config.engine.name
     for model in config.models:
         path = Path(model.path).expanduser()
         # Hub ids are "name" or "org/name"; anything else is meant as a local path.
-        looks_local = model.path.startswith(("/", ".", "~")) or model.path.count("/") > 1
+        looks_local = model.path.startswith(("/", ".", "~")) or model.path.count("/") > 1 or path.exists()
         if looks_local and not path.exists():
             raise ConfigError(
                 f"model {model.name!r}: path {model.path!r} does not exist",
                 hint="Pass an existing checkpoint directory or a Hugging Face id like org/name.",
             )
-    name = config.engine.name
-    if ":" not in name and name not in engine_names():
+        if looks_local and name in MODEL_ENGINES and not (path / "config.json").is_file():
+            raise ConfigError(
+                f"model {model.name!r}: {model.path!r} is not a checkpoint directory (no config.json)",
+                hint="Pass a directory written by save_pretrained (config.json, weights, tokenizer).",
+            )
+    if ":" in name:
+        factory = resolve_engine_factory(name)  # imports it here, on the driver
+        if not callable(factory):
+            raise ConfigError(
+                f"engine {name!r} is a {type(factory).__name__}, not a factory",
+                hint="Point --engine at a callable (ModelSpec, EngineConfig) -> Engine.",
+            )
+    elif name not in engine_names():
         from ray_bench.errors import UnknownNameError
 
         raise UnknownNameError("engine", name, engine_names())
