@@ -15,6 +15,11 @@ from typing import Any
 from ray_bench.errors import DatasetError
 from ray_bench.schema import CHOICE_LABELS
 
+#: Longest text a question field may hold (characters). The benchmarks' longest prompts
+#: are ~1,300 characters; 100,000 (~25k tokens) is past most context windows, and a
+#: runaway 50 MB prompt otherwise reaches the model workers and their RAM.
+MAX_TEXT_CHARS = 100_000
+
 
 @dataclass(frozen=True)
 class Question:
@@ -70,13 +75,24 @@ class RowContext:
         return raw[field]
 
     def string(self, raw: Mapping[str, Any], field: str, *, allow_empty: bool = False) -> str:
-        """A string field; empty or whitespace-only strings are refused unless ``allow_empty``."""
+        """A string field; empty or whitespace-only strings are refused unless ``allow_empty``,
+        and so are strings longer than :data:`MAX_TEXT_CHARS`."""
         value = self.require(raw, field)
         if not isinstance(value, str):
             raise self.fail(f"expected a string, got {_show(value)}", field)
         if not allow_empty and not value.strip():
             raise self.fail("must not be empty", field)
+        self._check_length(value, field)
         return value
+
+    def _check_length(self, value: str, field: str, item: int | None = None) -> None:
+        if len(value) > MAX_TEXT_CHARS:
+            where = f"item {item} " if item is not None else ""
+            raise self.fail(
+                f"{where}has {len(value):,} characters, more than the {MAX_TEXT_CHARS:,} any question may hold "
+                "(far beyond a model's context)",
+                field,
+            )
 
     def optional_string(self, raw: Mapping[str, Any], field: str) -> str | None:
         """A string field that may be absent or null (social-group fields)."""
@@ -111,6 +127,7 @@ class RowContext:
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
                 raise self.fail(f"item {i} must be a non-empty string, got {_show(item)}", field)
+            self._check_length(item, field, i)
         if len(value) < min_len:
             raise self.fail(f"needs at least {min_len} items, got {len(value)}", field)
         return list(value)
