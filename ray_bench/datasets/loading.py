@@ -76,6 +76,8 @@ def parse_json_rows(fetched: FetchedFile) -> list[Any]:
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise DatasetError(f"not valid JSON: {exc.msg} at {where}", file=fetched.name) from None
+    except RecursionError:
+        raise DatasetError("JSON nested too deeply to be a question file", file=fetched.name) from None
     if not isinstance(data, list):
         found = _json_type(data)
         raise DatasetError(f"expected a JSON list of question objects, got a JSON {found}", file=fetched.name)

@@ -61,9 +61,10 @@ def read_manifest(results_dir: Path) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, RecursionError) as exc:
+        what = "nested too deeply" if isinstance(exc, RecursionError) else exc
         raise ResultsError(
-            f"cannot read {str(path)!r}: {exc}", hint="Restore the manifest, or move it away to read the shards alone."
+            f"cannot read {str(path)!r}: {what}", hint="Restore the manifest, or move it away to read the shards alone."
         ) from None
     if not isinstance(data, dict):
         raise ResultsError(f"{str(path)!r} does not hold a JSON object")

@@ -34,11 +34,13 @@ class Manifest:
             return cls(path, {"manifest_version": MANIFEST_VERSION, "runs": [], "models": {}, "shards": {}})
         try:
             data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, json.JSONDecodeError, RecursionError) as exc:
+            what = "nested too deeply" if isinstance(exc, RecursionError) else exc
             raise ResultsError(
-                f"cannot read {str(path)!r}: {exc}",
+                f"cannot read {str(path)!r}: {what}",
                 hint="Restore the file or move it away; shard files are kept and re-validated.",
             ) from None
+        _check_shape(data, path)
         return cls(path, data)
 
     def save(self) -> None:
@@ -72,3 +74,23 @@ class Manifest:
     def shard(self, key: str) -> dict[str, Any]:
         """The shard's entry (empty dict if unknown)."""
         return self.data.get("shards", {}).get(key, {})
+
+
+_SHAPE = {"runs": list, "models": dict, "shards": dict}
+
+
+def _check_shape(data: Any, path: Path) -> None:
+    """Refuse a manifest that parses but is not one (a JSON list, ``shards`` a string, ...)."""
+    hint = "Restore the file or move it away; shard files are kept and re-validated."
+    if not isinstance(data, dict):
+        raise ResultsError(f"{str(path)!r} holds a JSON {type(data).__name__}, not a run manifest object", hint=hint)
+    for key, kind in _SHAPE.items():
+        if key in data and not isinstance(data[key], kind):
+            raise ResultsError(
+                f"{str(path)!r}: field {key!r} is a {type(data[key]).__name__}, expected a JSON "
+                f"{'list' if kind is list else 'object'}",
+                hint=hint,
+            )
+    for key, entry in data.get("shards", {}).items():
+        if not isinstance(entry, dict):
+            raise ResultsError(f"{str(path)!r}: shard {key!r} is not an object", hint=hint)
