@@ -69,6 +69,9 @@ def run(
     bbq_context: Annotated[Optional[str], typer.Option("--bbq-context", help="ambig (default), disambig or all.")] = None,
     address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS or local).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when any question got an error row (they are kept and listed anyway).")
+    ] = False,
 ) -> None:
     """Run models over datasets on Ray; finished shards are skipped on rerun.
 
@@ -94,6 +97,11 @@ def run(
         f"{summary.done} shard(s) computed, {summary.skipped} already done, "
         f"{len(summary.failed)} failed ({where}) in {summary.seconds:.1f}s"
     )
+    for (model_name, dataset_name), count in sorted(summary.question_errors.items()):
+        err_console.print(
+            f"{model_name} / {dataset_name}: {count} question(s) got an error (the 'error' column of their rows)",
+            highlight=False, markup=False,
+        )
     out_console.print(str(summary.out_dir))
     if summary.load_errors:
         error = next(iter(summary.load_errors.values()))
@@ -107,4 +115,10 @@ def run(
         raise RayBenchError(
             f"{len(summary.failed)} shard(s) failed; first {first[0]}: {first[1]}",
             hint="Fix the cause and rerun the same command: finished shards are kept, failed ones retried.",
+        )
+    if strict and summary.question_errors:
+        total = sum(summary.question_errors.values())
+        raise RayBenchError(
+            f"--strict: {total} question(s) got an error in {len(summary.question_errors)} (model, dataset) pair(s)",
+            hint="The rows are kept with their error; fix the cause and rerun into a fresh --out to recompute them.",
         )

@@ -51,6 +51,8 @@ class RunSummary:
     device: str = ""
     #: Model name -> the error that kept its engine from starting (all its shards failed).
     load_errors: dict[str, EngineStartError] = field(default_factory=dict)
+    #: (model, dataset) -> questions of this run's shards that got an ``error`` row.
+    question_errors: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -282,11 +284,14 @@ def _finish_shard(
         manifest.save()
         return start_error
     write_shard(shard_path(out_dir, shard.key), table, shard.fingerprint)
-    errors = table.column("error").null_count
+    errors = table.num_rows - table.column("error").null_count
     manifest.set_shard(
         shard.key,
-        {**entry, "status": "done", "question_errors": table.num_rows - errors, **stats, "at": provenance.now_iso()},
+        {**entry, "status": "done", "question_errors": errors, **stats, "at": provenance.now_iso()},
     )
+    if errors:
+        key = (shard.model, shard.dataset)
+        summary.question_errors[key] = summary.question_errors.get(key, 0) + errors
     manifest.save()
     summary.done += 1
     return None

@@ -103,10 +103,31 @@ def test_crashed_actor_is_restarted_and_its_shard_retried(ray_cluster, toy_data,
 def test_question_error_keeps_the_shard(ray_cluster, toy_data, tmp_path):
     config = _config(tmp_path, ["base=toy/base"], resources={"device": "cpu"},
                      options={"fail_on": ["b/o/1"]})
-    assert driver.run(config, progress=False).ok
+    summary = driver.run(config, progress=False)
+    assert summary.ok and summary.question_errors == {("base", "ToyB"): 1}
     rows = pl.read_parquet(config.out_dir / "base/ToyB/shard-00001.parquet")
     errors = dict(zip(rows.get_column("question_id"), rows.get_column("error")))
     assert errors["b/o/1"].startswith("injected failure") and errors["b/o/0"] is None
+    assert _shards(config.out_dir)["base/ToyB/shard-00001"]["question_errors"] == 1
+
+
+def test_question_errors_are_listed_and_fail_the_run_under_strict(ray_cluster, toy_data, tmp_path, capsys):
+    from ray_bench.cli.main import main
+
+    argv = ["run", "--model", "base=toy/base", "--dataset", "ToyA", "--dataset", "ToyB",
+            "--data", str(tmp_path / "data"), "--engine", "dummy", "--device", "cpu", "--quiet",
+            "--engine-option", "fail_on=[a/c/0, a/c/4, b/o/1]"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", str(tmp_path / "lenient")])
+    assert exit_info.value.code == 0  # question errors alone do not fail a run
+    err = capsys.readouterr().err
+    assert "base / ToyA: 2 question(s) got an error" in err and "base / ToyB: 1 question(s)" in err
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", str(tmp_path / "strict"), "--strict"])
+    assert exit_info.value.code == 1
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith(("Error:", "Hint:"))]
+    assert lines[0] == "Error: --strict: 3 question(s) got an error in 2 (model, dataset) pair(s)"
+    assert lines[1].startswith("Hint:") and len(lines) == 2
 
 
 def test_changed_shard_plan_is_refused_before_ray(toy_data, tmp_path):
