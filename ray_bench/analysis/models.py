@@ -199,3 +199,33 @@ def _activation_warnings(models: pl.DataFrame) -> list[str]:
             "differently (about 1e-3 nats per choice), so compare W8A8 variants scored by one engine"
         )
     return warnings
+
+
+def coverage_warnings(results: pl.LazyFrame, paired: pl.DataFrame, models: pl.DataFrame) -> list[str]:
+    """One line per (variant, dataset) whose pairs leave questions of either model out.
+
+    A variant is compared with its base only on the questions both answered without an
+    error; anything else is dropped from every table, and this says how many and why.
+
+    Args:
+        results: Every result row (``model``, ``dataset``, ``question_id``).
+        paired: The per-question pairs (``variant``, ``dataset``), the ``rows`` table.
+        models: The model table.
+    """
+    have = results.group_by("model", "dataset").agg(pl.col("question_id").n_unique().alias("n")).collect()
+    counts = {(r["model"], r["dataset"]): r["n"] for r in have.iter_rows(named=True)}
+    got = paired.group_by("variant", "dataset").agg(pl.len().alias("n")) if paired.height else None
+    paired_counts = {(r["variant"], r["dataset"]): r["n"] for r in got.iter_rows(named=True)} if got is not None else {}
+    warnings = []
+    for row in models.filter(pl.col("role") != "base").iter_rows(named=True):
+        variant, base = row["model"], row["base"]
+        for dataset in sorted({d for (m, d) in counts if m in (variant, base)}):
+            n_var, n_base = counts.get((variant, dataset), 0), counts.get((base, dataset), 0)
+            n = paired_counts.get((variant, dataset), 0)
+            if n < max(n_var, n_base):
+                warnings.append(
+                    f"{variant} vs {base} on {dataset}: {n} question(s) paired; left out {n_base - n} of the "
+                    f"base's {n_base} and {n_var - n} of the variant's {n_var} (not answered by the other model, "
+                    "or an error row)"
+                )
+    return warnings

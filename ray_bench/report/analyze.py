@@ -93,6 +93,10 @@ def analyze_run(config: AnalyzeConfig) -> AnalysisOutput:
         min_group_questions=config.min_group_questions, text_metrics=config.text_metrics,
     )
     tables = analyze_frames(run.rows, models, options)
+    if "rows" in tables:
+        from ray_bench.analysis.models import coverage_warnings
+
+        warnings = [*warnings, *coverage_warnings(run.rows, tables["rows"], models)]
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():

@@ -75,3 +75,22 @@ def test_w8a8_activation_quantization_warnings():
         "W8A8 variants were scored with different engines (hf, vllm): the int8 GEMMs round differently "
         "(about 1e-3 nats per choice), so compare W8A8 variants scored by one engine"
     ]
+
+
+def test_coverage_warnings_count_the_questions_left_out():
+    import polars as pl
+
+    from ray_bench.analysis.models import coverage_warnings
+
+    results = pl.LazyFrame({
+        "model": ["b"] * 5 + ["v"] * 3 + ["w"] * 5,
+        "dataset": ["BBQ"] * 13,
+        "question_id": [f"q{i}" for i in range(5)] + ["q0", "q1", "q9"] + [f"q{i}" for i in range(5)],
+    })
+    # v shares q0 and q1 with its base; w all five.
+    paired = pl.DataFrame({"variant": ["v", "v"] + ["w"] * 5, "dataset": ["BBQ"] * 7})
+    models = model_table({"b": {}, "v": {}, "w": {}}, {"v": ("b", "pair"), "w": ("b", "pair")})
+    assert coverage_warnings(results, paired, models) == [
+        "v vs b on BBQ: 2 question(s) paired; left out 3 of the base's 5 and 1 of the variant's 3 "
+        "(not answered by the other model, or an error row)"
+    ]
