@@ -84,6 +84,8 @@ def prepare_datasets(
 
     Every requested dataset is checked before anything is written: a malformed file
     or row stops the command (naming the file, row and field) and leaves OUT as it was.
+    Without --dataset (every dataset), a dataset that cannot be made is reported and the
+    others are written; the command then exits 1.
     Source files that are absent are listed as warnings and in OUT/manifest.json.
     Downloads are cached in $RAY_BENCH_CACHE (default ~/.cache/ray-bench).
     """
@@ -100,8 +102,19 @@ def prepare_datasets(
         table.add_row(entry.name, entry.kind, str(entry.count), shown, str(len(entry.missing)), entry.path)
     for name, missing in report.skipped.items():
         table.add_row(name, "-", "0", "-", str(len(missing)), "(skipped: no source file)")
+    for name in report.failed:
+        table.add_row(name, "-", "0", "-", "-", "(failed: see the error)")
     out_console.print(table)
     err_console.print(f"Manifest: {report.manifest}", markup=False, highlight=False)
+    if report.failed:
+        from ray_bench.errors import RayBenchError
+
+        name, message = next(iter(report.failed.items()))
+        more = f" (and {len(report.failed) - 1} more)" if len(report.failed) > 1 else ""
+        raise RayBenchError(
+            f"{name} could not be prepared{more}: {message}",
+            hint="The other datasets were written; fix the cause and prepare the failed ones with --dataset NAME.",
+        )
 
 
 def _log(message: str) -> None:

@@ -12,7 +12,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from ray_bench.datasets.loading import LoadedDataset, load_dataset
 from ray_bench.datasets.sources import DEFAULT_TIMEOUT_S, Source
 from ray_bench.datasets.specs import DatasetSpec, get_spec, resolve_names
 from ray_bench.datasets.tables import parquet_path, questions_to_table, write_table_atomic
-from ray_bench.errors import ConfigError
+from ray_bench.errors import ConfigError, DatasetError, DownloadError
 from ray_bench.schema import SCHEMA_VERSION
 
 #: Manifest written next to the Parquet files.
@@ -68,6 +68,8 @@ class PrepareReport:
         prepared: One entry per Parquet file written.
         skipped: Datasets with no source file at all, with the files looked for.
         is_sample: True for the bundled sample set (its counts are not comparable to the reference).
+        failed: Datasets that could not be made when every dataset was asked for (``names=None``),
+            with the error; the others were written.
     """
 
     source: str
@@ -76,6 +78,7 @@ class PrepareReport:
     prepared: tuple[PreparedDataset, ...]
     skipped: Mapping[str, tuple[str, ...]]
     is_sample: bool = False
+    failed: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -107,8 +110,10 @@ def prepare(
         What was written, skipped and where the manifest is.
 
     Raises:
-        DatasetError: A source file or row is invalid; nothing is written.
-        DownloadError: A remote file could not be fetched; nothing is written.
+        DatasetError: A source file or row is invalid; nothing is written. With ``names=None``
+            (every dataset) such a dataset is reported in ``PrepareReport.failed`` instead and
+            the others are written.
+        DownloadError: A remote file could not be fetched; as for ``DatasetError``.
         ConfigError: Bad source, or no dataset file found at all.
         UnknownNameError: An unknown dataset name.
     """
@@ -116,26 +121,39 @@ def prepare(
     specs = [get_spec(n) for n in resolve_names(names)]
     src = Source(source, timeout=timeout)
     stimuli = os.fspath(iat_stimuli) if iat_stimuli is not None else None
-    loaded, skipped = _load_all(specs, src, stimuli, emit)
+    failed: dict[str, str] = {}
+    loaded, skipped = _load_all(specs, src, stimuli, emit, failed if names is None else None)
     out = Path(out_dir)
     prepared = _write_all(loaded, out, emit)
     manifest = _update_manifest(out, str(source), prepared, skipped, stimuli)
-    return PrepareReport(str(source), str(out), str(manifest), tuple(prepared), skipped, src.is_sample)
+    return PrepareReport(str(source), str(out), str(manifest), tuple(prepared), skipped, src.is_sample, failed)
 
 
 def _load_all(
-    specs: list[DatasetSpec], src: Source, stimuli: str | None, emit: Log
+    specs: list[DatasetSpec], src: Source, stimuli: str | None, emit: Log, failed: dict[str, str] | None = None
 ) -> tuple[list[LoadedDataset], dict[str, tuple[str, ...]]]:
+    """Load every spec; with ``failed`` given, a dataset that fails is recorded there, not raised."""
     loaded, skipped = [], {}
+    errors: list[Exception] = []
     for spec in specs:
         emit(f"Loading {spec.name} from {src.description} ...")
-        result = load_dataset(spec, src, stimuli)
+        try:
+            result = load_dataset(spec, src, stimuli)
+        except (DatasetError, DownloadError) as exc:
+            if failed is None:
+                raise
+            failed[spec.name] = str(exc)
+            errors.append(exc)
+            emit(f"Warning: {spec.name} could not be prepared (the others go on): {exc}")
+            continue
         if not result.counts:
             skipped[spec.name] = tuple(result.missing)
             emit(f"Warning: skipping {spec.name}: no source file found ({', '.join(result.missing)})")
             continue
         _warn_incomplete(result, src.is_sample, emit)
         loaded.append(result)
+    if not loaded and errors:
+        raise errors[0]
     if not loaded:
         raise ConfigError(
             f"no dataset file found in {src.description!r} for {', '.join(s.name for s in specs)}",

@@ -134,3 +134,26 @@ def test_cli_reports_bad_input_and_exits_1(source_dir, tmp_path, capsys, write_s
     assert f"Error: file {bad}, row 0, field 'target_label'" in err
     assert "Hint:" in err
     assert not (tmp_path / "out" / "BBQ.parquet").exists()
+
+
+def test_preparing_every_dataset_writes_the_good_ones_and_fails_for_the_bad(source_dir, tmp_path, capsys, write_source):
+    """Without --dataset one bad dataset does not stop the others; the command exits 1 for it."""
+    from ray_bench.cli.main import main
+
+    adult = {"idx": "A/gender/0", "prompt": "Income above 50K?", "label": "no", "choices": ["YES", "NO"],
+             "sensitive_attr": "female"}
+    write_source(source_dir, "CEB-Adult", "gender", [adult])
+    bad = write_source(source_dir, "BBQ", "age", [_bbq_row(0, target_label=7)])
+    out = tmp_path / "out"
+    report = prepare(source_dir, out, None, log=lambda _: None)
+    # IAT fails too here: its word lists are neither next to the source nor reachable offline.
+    assert [p.name for p in report.prepared] == ["CEB-Adult"] and set(report.failed) <= {"BBQ", "IAT"}
+    assert str(bad) in report.failed["BBQ"] and (out / "CEB-Adult.parquet").exists()
+    assert not (out / "BBQ.parquet").exists()
+    with pytest.raises(SystemExit) as info:
+        main(["datasets", "prepare", "--source", str(source_dir), "--out", str(tmp_path / "cli")])
+    assert info.value.code == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("Error:", "Hint:"))]
+    assert err[0].startswith("Error: BBQ could not be prepared") and str(bad) in err[0]
+    assert err[1].startswith("Hint: The other datasets were written") and len(err) == 2
+    assert (tmp_path / "cli" / "CEB-Adult.parquet").exists()
