@@ -132,10 +132,14 @@ def _distribution() -> str:
 
 
 def _activation_quantization(quant: vo.QuantizationInfo) -> str:
-    # What the deployed kernels compute; the HF engine matches it (engines/hf_quant.py).
-    if quant.scheme and "A8" in quant.scheme and "A16" not in quant.scheme:
-        return "int8 per-token dynamic, scale absmax/127 (vLLM's int8 kernel)"
-    return "none"
+    # The same words as the HF engine when it computes what these kernels do (engines/hf_quant.py).
+    from ray_bench.engines.hf_quant import KERNEL_DESCRIPTION
+
+    schemes = set((quant.scheme or "").split("+")) - {""}
+    if "W8A8" in schemes:
+        return KERNEL_DESCRIPTION
+    quantized = sorted(s for s in schemes if "A16" not in s)
+    return f"vLLM's kernels ({', '.join(quantized)})" if quantized else "none"
 
 
 def _load_llm(vllm: Any, kwargs: dict[str, Any]) -> Any:
@@ -211,7 +215,7 @@ class VllmEngine:
         self._model, self._config, self._options = model, config, options
         self._make_params, self._make_prompt = make_params, make_prompt
         self._recoverable = recoverable
-        self._hooks = (make_params, make_prompt, recoverable, info_extra, device)
+        self._info_extra, self._device = info_extra, device
         #: Scoring counters since creation: requests sent, re-sent, and prompt tokens
         #: vLLM read from its prefix cache instead of computing.
         self.scoring_stats = {"requests": 0, "resent": 0, "prompt_tokens": 0, "cached_tokens": 0}
@@ -311,11 +315,10 @@ class VllmEngine:
         shuts the shared ``LLM`` down.
         """
         options = vo.parse_vllm_options({**self._options.model_dump(), "scoring_method": method})
-        make_params, make_prompt, recoverable, info_extra, device = self._hooks
         return VllmEngine(
             self._llm, self._tokenizer, model=self._model, config=self._config, options=options,
-            make_params=make_params, make_prompt=make_prompt, recoverable=recoverable,
-            info_extra=info_extra, device=device,
+            make_params=self._make_params, make_prompt=self._make_prompt, recoverable=self._recoverable,
+            info_extra=self._info_extra, device=self._device,
         )
 
     def reset_prefix_cache(self) -> bool:

@@ -253,13 +253,17 @@ def _fail_model(
     failed = 0
     while queues[model]:
         shard = queues[model].popleft()
-        message = f"EngineStartError: {error}"
-        summary.failed[shard.key] = message
-        entry = {"fingerprint": shard.fingerprint, "questions": shard.num_questions}
-        manifest.set_shard(shard.key, {**entry, "status": "failed", "error": message, "at": provenance.now_iso()})
+        _record_failure(shard, f"EngineStartError: {error}", manifest, summary)
         failed += shard.num_questions
     manifest.save()
     return failed
+
+
+def _record_failure(shard: Shard, message: str, manifest: Manifest, summary: RunSummary) -> None:
+    """Mark ``shard`` failed in the summary and the manifest (saved by the caller); a rerun retries it."""
+    summary.failed[shard.key] = message
+    entry = {"fingerprint": shard.fingerprint, "questions": shard.num_questions}
+    manifest.set_shard(shard.key, {**entry, "status": "failed", "error": message, "at": provenance.now_iso()})
 
 
 def _finish_shard(
@@ -279,8 +283,7 @@ def _finish_shard(
             message = f"EngineStartError: {start_error}"
         else:
             message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
-        summary.failed[shard.key] = message
-        manifest.set_shard(shard.key, {**entry, "status": "failed", "error": message, "at": provenance.now_iso()})
+        _record_failure(shard, message, manifest, summary)
         manifest.save()
         return start_error
     write_shard(shard_path(out_dir, shard.key), table, shard.fingerprint)

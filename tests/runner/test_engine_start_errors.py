@@ -12,7 +12,7 @@ import pytest
 from ray_bench.config import EngineConfig, ModelSpec, RunConfig
 from ray_bench.errors import EngineError, EngineStartError, ModelLoadError
 from ray_bench.runner.worker import ModelWorker
-from tests.runner.conftest import make_questions
+from tests.runner.conftest import make_questions, start_local_ray
 
 COUNTER_ENV = "RAY_BENCH_TEST_FACTORY_CALLS"
 CAUSE = "no kernel for uint8b128"
@@ -118,23 +118,9 @@ def test_foreign_exception_is_named_in_the_cause(counter):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024**2,
-             _temp_dir=f"/tmp/rbe{os.getpid()}", log_to_driver=False)
+    ray = start_local_ray(num_cpus=2, tag="rbe", object_store_mib=128)
     yield
     ray.shutdown()
-
-
-@pytest.fixture
-def toy_data(monkeypatch):
-    from ray_bench.runner import driver
-
-    # 6 questions each, shard size 2: 3 shards per dataset, 6 per model.
-    tables = {"ToyA": make_questions(6, 0, "ToyA", "a"), "ToyB": make_questions(4, 2, "ToyB", "b")}
-    monkeypatch.setattr(driver, "load_questions", lambda config: dict(tables))
-    return tables
 
 
 MODELS = ["good=toy/good", "broken=toy/broken"]

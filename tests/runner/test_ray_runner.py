@@ -1,7 +1,6 @@
 """The Ray runner on a local cluster with logical GPUs (no real GPU needed)."""
 
 import json
-import os
 import time
 
 import polars as pl
@@ -10,28 +9,17 @@ import pytest
 from ray_bench.config import RunConfig
 from ray_bench.errors import ResumeMismatchError
 from ray_bench.runner import driver
-from tests.runner.conftest import make_questions
+from tests.runner.conftest import start_local_ray
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    temp = f"/tmp/rb{os.getpid()}"  # AF_UNIX paths must stay short
-    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, object_store_memory=256 * 1024**2,
-             _temp_dir=temp, log_to_driver=False)
+def ray_cluster():
+    ray = start_local_ray(num_cpus=4, num_gpus=2)
     yield
     ray.shutdown()
-
-
-@pytest.fixture
-def toy_data(monkeypatch):
-    tables = {"ToyA": make_questions(6, 0, "ToyA", "a"), "ToyB": make_questions(4, 2, "ToyB", "b")}
-    monkeypatch.setattr(driver, "load_questions", lambda config: dict(tables))
-    return tables
 
 
 def _config(tmp_path, models, **kw):
