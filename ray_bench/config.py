@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ray_bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ray_bench.engines.base import Decoding
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: Model names become directory names inside the results directory (255 bytes at most on
@@ -84,6 +87,19 @@ CPU_BATCH_TOKENS = 2048
 GPU_BATCH_TOKENS = 16384
 
 
+#: The fields a decoding preset fixes.
+_DECODING_FIELDS = ("temperature", "top_p", "max_new_tokens", "seed")
+
+#: The reference benchmark's effective decoding (notes reference-benchmark.md 3.1): it claimed
+#: greedy decoding but built ``SamplingParams(temperature, max_tokens, seed=1)`` without top_k,
+#: i.e. full-vocabulary sampling with the same seed for every request. Key: dataset family
+#: prefix ("" = every other open dataset).
+REFERENCE_DECODING: dict[str, dict[str, Any]] = {
+    "": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 512, "seed": 1, "seed_per_question": False},
+    "FMT10K": {"temperature": 0.7, "top_p": 1.0, "max_new_tokens": 150, "seed": 1, "seed_per_question": False},
+}
+
+
 class EngineConfig(_Strict):
     """Inference engine options shared by all engines.
 
@@ -99,6 +115,9 @@ class EngineConfig(_Strict):
         top_p: Nucleus sampling mass (sampling only).
         seed: Seed of sampled generation.
         system_prompt: Optional system message; none by default (matches the reference).
+        reference_decoding: Decode open questions as the reference did (sampling at T=1 with
+            seed 1 and 512 new tokens; FMT10K T=0.7 and 150 tokens): see
+            :data:`REFERENCE_DECODING`. Greedy decoding (the default) is what the reference claimed.
         options: Engine-specific options (e.g. vLLM's ``gpu_memory_utilization``).
     """
 
@@ -112,7 +131,32 @@ class EngineConfig(_Strict):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int = 0
     system_prompt: str | None = None
+    reference_decoding: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_decoding_source(self) -> EngineConfig:
+        given = sorted(self.model_fields_set & set(_DECODING_FIELDS))
+        if self.reference_decoding and given:
+            # The preset fixes these; a silent override would make the preset a lie.
+            raise ValueError(
+                f"reference_decoding fixes the decoding; do not also set {', '.join(given)}"
+            )
+        return self
+
+    def decoding(self, dataset: str | None = None) -> Decoding:
+        """How open questions of ``dataset`` (family or subset name) are decoded."""
+        from ray_bench.engines.base import Decoding
+
+        if self.reference_decoding:
+            prefixes = sorted(REFERENCE_DECODING, key=len, reverse=True)  # the longest match wins
+            family = next(f for f in prefixes if (dataset or "").startswith(f))
+            return Decoding(**REFERENCE_DECODING[family])
+        return Decoding(self.temperature, self.top_p, self.max_new_tokens, self.seed)
+
+    def decodings(self) -> list[Decoding]:
+        """Every decoding this config can use (to validate them all before a load)."""
+        return [self.decoding(family or None) for family in (REFERENCE_DECODING if self.reference_decoding else [""])]
 
     def batch_budget(self, device_type: str) -> int:
         """The scoring token budget on ``device_type`` (``cpu`` or ``cuda``)."""
@@ -139,6 +183,46 @@ class ResourceConfig(_Strict):
     max_restarts: int = Field(default=3, ge=0)
 
 
+#: The reference's judge (notes reference-benchmark.md 3.2).
+DEFAULT_JUDGE = "meta-llama/Llama-Guard-3-8B"
+#: The reference judged with ``max_new_tokens=100`` at temperature 0.
+JUDGE_MAX_NEW_TOKENS = 100
+
+
+def _judge_engine_defaults(value: Any) -> Any:
+    # A judge writes a short verdict: unless told otherwise it gets the reference's 100 tokens,
+    # not the evaluated models' generation length.
+    if isinstance(value, dict) and "max_new_tokens" not in value:
+        return {**value, "max_new_tokens": JUDGE_MAX_NEW_TOKENS}
+    return value
+
+
+class JudgeOptions(_Strict):
+    """The safety judge of open-ended answers (``ray-bench judge``, ``ray-bench run --judge``).
+
+    Attributes:
+        model: The judge checkpoint (name used in paths: ``judge-<name>``).
+        engine: Its engine; greedy with 100 new tokens unless set.
+        resources: What each judge actor reserves, and how many there are.
+        turns: Multi-turn answers (FMT10K): ``all`` judges the whole conversation; ``last``
+            the last user turn and answer only (what the reference did).
+        score: Also compute ``p_unsafe`` (one scoring pass over the judge prompt).
+    """
+
+    model: ModelSpec = Field(default_factory=lambda: ModelSpec.parse(DEFAULT_JUDGE))
+    engine: Annotated[EngineConfig, BeforeValidator(_judge_engine_defaults)] = Field(
+        default_factory=lambda: EngineConfig(max_new_tokens=JUDGE_MAX_NEW_TOKENS)
+    )
+    resources: ResourceConfig = Field(default_factory=ResourceConfig)
+    turns: Literal["all", "last"] = "all"
+    score: bool = True
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _parse_model(cls, v: Any) -> Any:
+        return ModelSpec.parse(v) if isinstance(v, str) else v
+
+
 class RunConfig(_Strict):
     """The whole configuration of ``ray-bench run``.
 
@@ -154,6 +238,10 @@ class RunConfig(_Strict):
         bbq_context: Which BBQ context conditions to run (the reference analyses ``ambig`` only).
         ray_address: Address of an existing Ray cluster; ``None`` starts or joins a local one.
         seed: Recorded in the manifest; also the default generation seed.
+        shuffle_seed: Put each dataset's questions in a random order fixed by this seed before
+            sharding (and before ``limit``), so every shard is a random sample; ``None`` keeps
+            the prepared order.
+        judge: Judge the open-ended answers in the same job (``run --judge``).
     """
 
     models: ModelList
@@ -167,6 +255,8 @@ class RunConfig(_Strict):
     bbq_context: Literal["ambig", "disambig", "all"] = "ambig"
     ray_address: str | None = None
     seed: int = 0
+    shuffle_seed: int | None = None
+    judge: JudgeOptions | None = None
 
     @model_validator(mode="after")
     def _unique_models(self) -> RunConfig:
@@ -185,6 +275,24 @@ class RunConfig(_Strict):
             # The run manifest would be merged into the prepared data's manifest.json.
             raise ValueError(f"out_dir and data_dir are the same directory {str(out)!r}; write results elsewhere")
         return self
+
+
+class JudgeConfig(_Strict):
+    """The configuration of ``ray-bench judge``: judge the open-ended results of a run.
+
+    Attributes:
+        results: The run's ``--out`` directory; judgements are written inside it.
+        judge: The judge and how it runs.
+        models: Judge only these models' results (default: every model in the run).
+        data_dir: The prepared questions (default: the directory the run's manifest records).
+        ray_address: Address of an existing Ray cluster.
+    """
+
+    results: Path
+    judge: JudgeOptions = Field(default_factory=JudgeOptions)
+    models: list[str] | None = None
+    data_dir: Path | None = None
+    ray_address: str | None = None
 
 
 def config_error_from(exc: ValidationError, source: str) -> ConfigError:

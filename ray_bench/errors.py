@@ -121,6 +121,10 @@ class OutputParseError(EngineError, ValueError):
     """An engine's raw output does not have the shape its request implies."""
 
 
+class JudgeParseError(EngineError, ValueError):
+    """A judge's output text is not its verdict format (kept as the row's ``judge_error``)."""
+
+
 class ResultsError(RayBenchError):
     """A results directory is missing, inconsistent or from an incompatible run."""
 

@@ -119,3 +119,41 @@ def result_schema() -> pa.Schema:
         ],
         metadata={"ray_bench.schema": "results", "ray_bench.schema_version": str(SCHEMA_VERSION)},
     )
+
+
+@cache
+def judgement_schema() -> pa.Schema:
+    """Arrow schema of one judgement shard: a judge's verdicts on the open rows of a result shard.
+
+    Columns:
+        question_id, model, dataset, subset, axis: identify the judged answer.
+        judge: the judge's name.
+        is_safe: the verdict; null when the output did not parse or nothing was judged.
+        unsafe_categories: violated category codes (Llama Guard ``S1``..``S14``), empty when safe.
+        category_names: their names, parallel to ``unsafe_categories``.
+        judge_output: the judge's raw text.
+        p_unsafe: the judge's probability of answering "unsafe" (over {safe, unsafe}),
+            scored on the same judge prompt by the choice-scoring path.
+        judge_error: why ``judge_output`` is not a verdict (the shard still lands).
+        error: why the answer could not be judged (its generation failed, or the engine did).
+    """
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("question_id", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("dataset", pa.string(), nullable=False),
+            pa.field("subset", pa.string(), nullable=False),
+            pa.field("axis", pa.string(), nullable=False),
+            pa.field("judge", pa.string(), nullable=False),
+            pa.field("is_safe", pa.bool_()),
+            pa.field("unsafe_categories", pa.list_(pa.string())),
+            pa.field("category_names", pa.list_(pa.string())),
+            pa.field("judge_output", pa.string()),
+            pa.field("p_unsafe", pa.float64()),
+            pa.field("judge_error", pa.string()),
+            pa.field("error", pa.string()),
+        ],
+        metadata={"ray_bench.schema": "judgements", "ray_bench.schema_version": str(SCHEMA_VERSION)},
+    )

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from ray_bench.config import EngineConfig, ModelSpec, ResourceConfig
 
 
+#: One chat message: ``(role, content)``, role ``user`` or ``assistant``.
+Message = tuple[str, str]
+
+
 @dataclass(frozen=True)
 class ScoreRequest:
     """One closed question to score.
@@ -33,11 +37,44 @@ class ScoreRequest:
         question_id: Key of the question.
         prompt: The user message (rendered through the model's chat template).
         choices: Answer options; each is appended to the rendered prompt and scored.
+        messages: A conversation rendered instead of ``prompt`` (with the model's own chat
+            template, no system prompt), e.g. a judge's input; empty for a question.
     """
 
     question_id: str
     prompt: str
     choices: tuple[str, ...]
+    messages: tuple[Message, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How one generation request is decoded (recorded in every result shard).
+
+    Attributes:
+        temperature: ``0`` is greedy decoding; above it, sampling.
+        top_p: Nucleus mass kept when sampling.
+        max_new_tokens: Most tokens generated per turn.
+        seed: Seed of sampling.
+        seed_per_question: ``True`` derives a seed per (seed, question, turn), independent of
+            batching; ``False`` gives every request ``seed`` itself (what the reference did with
+            vLLM's ``SamplingParams(seed=1)``).
+    """
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+    seed_per_question: bool = True
+
+    def request_seed(self, question_id: str, turn: int) -> int:
+        """The sampling seed of one (question, turn)."""
+        if not self.seed_per_question:
+            return self.seed
+        import hashlib
+
+        digest = hashlib.sha256(f"{self.seed}\x1f{question_id}\x1f{turn}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 @dataclass(frozen=True)
@@ -79,10 +116,20 @@ class GenerateRequest:
     Attributes:
         question_id: Key of the question.
         turns: The user turns; a single-turn prompt has exactly one.
+        messages: A whole conversation to answer once instead of ``turns`` (a judge's input);
+            it is rendered with the model's own chat template and no system prompt.
+        decoding: How to decode; ``None`` means the engine config's settings.
     """
 
     question_id: str
-    turns: tuple[str, ...]
+    turns: tuple[str, ...] = ()
+    messages: tuple[Message, ...] = ()
+    decoding: Decoding | None = None
+
+    @property
+    def num_turns(self) -> int:
+        """Responses to generate: one for a ``messages`` conversation, else one per turn."""
+        return 1 if self.messages else len(self.turns)
 
 
 @dataclass(frozen=True)

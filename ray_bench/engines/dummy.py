@@ -8,6 +8,9 @@ two runs agree and two "models" (different paths) disagree on some questions. Op
 * ``crash_on`` + ``crash_marker``: the worker process dies (``os._exit``) on that question
   the first time, i.e. while ``crash_marker`` does not exist yet (like a segfault or OOM);
 * ``delay_s``: sleep per request (to watch progress bars and scheduling).
+
+Given a whole conversation (``GenerateRequest.messages``, a judge's input) it answers in Llama
+Guard's format, so ``--engine dummy`` also dry-runs the judge stage.
 """
 
 from __future__ import annotations
@@ -93,10 +96,15 @@ class DummyEngine:
             if error:
                 out.append(Generation(req.question_id, error=error))
                 continue
-            responses = tuple(
-                f"[{self.model.name}] reply {int(1000 * _unit(self._key, req.question_id, t))}"
-                for t in req.turns
-            )
+            if req.messages:
+                # A judge's input: answer in Llama Guard's format, unsafe for a fifth of the answers.
+                unsafe = _unit(self._key, req.question_id, req.messages[-1][1]) < 0.2
+                responses: tuple[str, ...] = ("unsafe\nS10" if unsafe else "safe",)
+            else:
+                responses = tuple(
+                    f"[{self.model.name}] reply {int(1000 * _unit(self._key, req.question_id, t))}"
+                    for t in req.turns
+                )
             out.append(Generation(req.question_id, responses, 3 * len(responses)))
         return out
 

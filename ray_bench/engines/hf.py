@@ -30,6 +30,7 @@ import torch
 from ray_bench.config import EngineConfig, ModelSpec
 from ray_bench.engines.base import (
     ChoiceScores,
+    Decoding,
     EngineInfo,
     GenerateRequest,
     Generation,
@@ -37,10 +38,10 @@ from ray_bench.engines.base import (
     register_engine,
 )
 from ray_bench.engines.batching import check_hf_options, group_questions, max_position_needed, plan_batches, sharing_options
-from ray_bench.engines.hf_generation import DecodeSettings, decode_batch, row_seed, stop_token_ids
+from ray_bench.engines.hf_generation import DecodeSettings, decode_batch, stop_token_ids
 from ray_bench.engines.hf_scoring import PackedScorer, attention_pair_cost
 from ray_bench.engines.packing import PackedRow, pack_group, pack_question, validate_question
-from ray_bench.engines.prompts import build_messages, render_prompt, score_spans
+from ray_bench.engines.prompts import render_prompt, request_score_spans, turn_messages
 from ray_bench.errors import ConfigError, EngineError, ModelLoadError
 
 _ATTN_FOR_SCORING = ("sdpa", "eager")
@@ -160,7 +161,7 @@ class HFEngine:
 
     def _spans(self, req: ScoreRequest) -> _Spans:
         """The question's prompt and choice ids, checked to be scorable by this model."""
-        prompt_ids, choice_ids = score_spans(self.tokenizer, req.prompt, req.choices, self.config.system_prompt)
+        prompt_ids, choice_ids = request_score_spans(self.tokenizer, req, self.config.system_prompt)
         validate_question(prompt_ids, choice_ids)
         needed = max_position_needed(len(prompt_ids), [len(c) for c in choice_ids])
         if self.max_positions is not None and needed > self.max_positions:
@@ -246,9 +247,9 @@ class HFEngine:
         self._require_open()
         responses: list[list[str]] = [[] for _ in requests]
         counts = [0] * len(requests)
-        errors: list[str | None] = [None if r.turns else "request has no user turns" for r in requests]
-        for turn in range(max((len(r.turns) for r in requests), default=0)):
-            active = [i for i, r in enumerate(requests) if errors[i] is None and len(r.turns) > turn]
+        errors: list[str | None] = [None if r.num_turns else "request has no user turns" for r in requests]
+        for turn in range(max((r.num_turns for r in requests), default=0)):
+            active = [i for i, r in enumerate(requests) if errors[i] is None and r.num_turns > turn]
             prompts: dict[int, list[int]] = {}
             for i in active:
                 try:
@@ -256,7 +257,7 @@ class HFEngine:
                 except Exception as exc:
                     errors[i] = _describe(exc)
             outputs: list[Any] = [None] * len(requests)
-            for batch in self._generation_batches(prompts):
+            for batch in self._generation_batches(prompts, requests):
                 self._run_with_retry(
                     batch,
                     lambda ms, t=turn: self._decode([prompts[m] for m in ms], [requests[m] for m in ms], t),
@@ -278,7 +279,7 @@ class HFEngine:
         ]
 
     def _generation_prompt(self, req: GenerateRequest, responses: list[str], turn: int) -> list[int]:
-        messages = build_messages(req.turns[: turn + 1], responses, self.config.system_prompt)
+        messages = turn_messages(req.turns, responses, turn, self.config.system_prompt, req.messages)
         ids, _ = render_prompt(self.tokenizer, messages)
         if self.max_positions is not None and len(ids) >= self.max_positions:
             raise ValueError(
@@ -286,23 +287,29 @@ class HFEngine:
             )
         return ids
 
-    def _generation_batches(self, prompts: dict[int, list[int]]) -> list[list[int]]:
-        """Batches of ``batch_size`` prompts of similar length (less left padding)."""
-        order = sorted(prompts, key=lambda i: len(prompts[i]))
+    def _generation_batches(self, prompts: dict[int, list[int]], requests: Sequence[GenerateRequest]) -> list[list[int]]:
+        """Batches of ``batch_size`` prompts with one decoding, of similar length (less left padding)."""
+        by_decoding: dict[Decoding, list[int]] = {}
+        for i in sorted(prompts, key=lambda i: len(prompts[i])):
+            by_decoding.setdefault(self._decoding(requests[i]), []).append(i)
         size = self.config.batch_size
-        return [order[k : k + size] for k in range(0, len(order), size)]
+        return [order[k : k + size] for order in by_decoding.values() for k in range(0, len(order), size)]
+
+    def _decoding(self, req: GenerateRequest) -> Decoding:
+        return req.decoding or self.config.decoding()
 
     def _decode(self, prompts: list[list[int]], reqs: list[GenerateRequest], turn: int) -> list[list[int]]:
-        cfg = self.config
-        settings = DecodeSettings(cfg.temperature, cfg.top_p, stop_token_ids(self.model, self.tokenizer), self.pad_id)
-        limits = [
-            cfg.max_new_tokens if self.max_positions is None else min(cfg.max_new_tokens, self.max_positions - len(p))
-            for p in prompts
-        ]
+        decoding = self._decoding(reqs[0])  # a batch has one decoding (_generation_batches)
+        settings = DecodeSettings(
+            decoding.temperature, decoding.top_p, stop_token_ids(self.model, self.tokenizer), self.pad_id
+        )
+        most = decoding.max_new_tokens
+        limits = [most if self.max_positions is None else min(most, self.max_positions - len(p)) for p in prompts]
         generators = [None] * len(prompts)
-        if cfg.temperature > 0:
+        if decoding.temperature > 0:
             generators = [
-                torch.Generator(device=self.device).manual_seed(row_seed(cfg.seed, r.question_id, turn)) for r in reqs
+                torch.Generator(device=self.device).manual_seed(decoding.request_seed(r.question_id, turn))
+                for r in reqs
             ]
         return decode_batch(self.model, prompts, limits, settings, generators, self.device)
 

@@ -8,7 +8,6 @@ position ids are derived from the attention mask so padding never shifts a posit
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,12 +30,6 @@ class DecodeSettings:
     top_p: float
     eos_ids: frozenset[int]
     pad_id: int
-
-
-def row_seed(seed: int, question_id: str, turn: int) -> int:
-    """A stable 63-bit seed for one (run seed, question, turn); independent of batching."""
-    digest = hashlib.sha256(f"{seed}\x1f{question_id}\x1f{turn}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def pick_next(logits: torch.Tensor, settings: DecodeSettings, generator: torch.Generator | None) -> int:

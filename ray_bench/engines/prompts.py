@@ -12,7 +12,10 @@ The rules (reference notes 2 and 8, pitfalls.md):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ray_bench.engines.base import Message, ScoreRequest
 
 #: Used when a tokenizer has no chat template (the reference's fallback format).
 FALLBACK_TEMPLATE = "User: {content}\n\nAssistant: "
@@ -80,3 +83,35 @@ def score_spans(
     """Prompt ids and, per choice, the ids scored after them (the exact spans of a question)."""
     prompt_ids, text = render_prompt(tokenizer, build_messages([prompt], system_prompt=system_prompt))
     return prompt_ids, [choice_token_ids(tokenizer, text, c) for c in choices]
+
+
+def conversation_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
+    """A given conversation (``(role, content)`` pairs) as chat messages, without a system prompt.
+
+    A judge's chat template (Llama Guard) frames the conversation itself; ray-bench's system
+    prompt is for the evaluated models and is never added here.
+    """
+    return [{"role": role, "content": content} for role, content in messages]
+
+
+def request_score_spans(
+    tokenizer: Any, request: ScoreRequest, system_prompt: str | None = None
+) -> tuple[list[int], list[list[int]]]:
+    """:func:`score_spans` of a question, or of a ``messages`` conversation when the request has one."""
+    if not request.messages:
+        return score_spans(tokenizer, request.prompt, request.choices, system_prompt)
+    prompt_ids, text = render_prompt(tokenizer, conversation_messages(request.messages))
+    return prompt_ids, [choice_token_ids(tokenizer, text, c) for c in request.choices]
+
+
+def turn_messages(
+    turns: Sequence[str],
+    responses: Sequence[str],
+    turn: int,
+    system_prompt: str | None,
+    messages: Sequence[Message] = (),
+) -> list[dict[str, str]]:
+    """The chat history answered at ``turn``: the given ``messages``, else the turns so far."""
+    if messages:
+        return conversation_messages(messages)
+    return build_messages(turns[: turn + 1], responses, system_prompt)

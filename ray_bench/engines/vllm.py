@@ -22,13 +22,14 @@ from ray_bench.engines import vllm_requests as vr
 from ray_bench.engines import vllm_support as vs
 from ray_bench.engines.base import (
     ChoiceScores,
+    Decoding,
     EngineInfo,
     GenerateRequest,
     Generation,
     ScoreRequest,
     register_engine,
 )
-from ray_bench.engines.prompts import build_messages, render_prompt, score_spans
+from ray_bench.engines.prompts import render_prompt, request_score_spans, turn_messages
 from ray_bench.errors import DependencyError, EngineError, ModelLoadError, OutputParseError, RequestValidationError
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ def create_vllm_engine(model: ModelSpec, config: EngineConfig) -> VllmEngine:
         EngineError: ``scoring_method='token_ids'`` without Model Runner V2.
     """
     options = vo.parse_vllm_options(config.options)
-    vr.generation_params(config.max_new_tokens, config.temperature, config.top_p, config.seed)
+    for decoding in config.decodings():
+        vr.generation_params(decoding.max_new_tokens, decoding.temperature, decoding.top_p, decoding.seed)
     vllm = _import_vllm()
     from vllm.exceptions import VLLMClientError
 
@@ -247,9 +249,7 @@ class VllmEngine:
         errors: dict[int, str] = {}
         for qi, req in enumerate(requests):
             try:
-                prompt_ids, choice_ids = score_spans(
-                    self._tokenizer, req.prompt, req.choices, self._config.system_prompt
-                )
+                prompt_ids, choice_ids = request_score_spans(self._tokenizer, req, self._config.system_prompt)
                 vr.check_question(prompt_ids, choice_ids, self._max_model_len, self._vocab_size)
                 groups.append(vr.build_question_requests(qi, prompt_ids, choice_ids))
             except RequestValidationError as exc:
@@ -337,12 +337,12 @@ class VllmEngine:
         self._require_open()
         responses: list[list[str]] = [[] for _ in requests]
         counts = [0] * len(requests)
-        errors = {i: "the request has no turns" for i, r in enumerate(requests) if not r.turns}
-        for turn in range(max((len(r.turns) for r in requests), default=0)):
-            active = [i for i, r in enumerate(requests) if turn < len(r.turns) and i not in errors]
+        errors = {i: "the request has no turns" for i, r in enumerate(requests) if not r.num_turns}
+        for turn in range(max((r.num_turns for r in requests), default=0)):
+            active = [i for i, r in enumerate(requests) if turn < r.num_turns and i not in errors]
             prompts = self._turn_prompts(requests, responses, active, turn, errors)
             ready = [i for i in active if i not in errors]
-            batch = [[(prompts[i], vr.request_seed(self._config.seed, requests[i].question_id, turn))] for i in ready]
+            batch = [[(prompts[i], self._decoding(requests[i]), requests[i].question_id, turn)] for i in ready]
             outputs = vr.submit_isolated(batch, self._submit_generation, self._recoverable)
             for i, out in zip(ready, outputs):
                 try:
@@ -372,23 +372,28 @@ class VllmEngine:
         """Token ids of each active conversation's history up to ``turn``."""
         prompts: dict[int, list[int]] = {}
         for i in active:
-            messages = build_messages(requests[i].turns[: turn + 1], responses[i], self._config.system_prompt)
+            req = requests[i]
+            messages = turn_messages(req.turns, responses[i], turn, self._config.system_prompt, req.messages)
             ids, _ = render_prompt(self._tokenizer, messages)
             try:
-                vr.check_generation_prompt(len(ids), self._config.max_new_tokens, self._max_model_len)
+                vr.check_generation_prompt(len(ids), self._decoding(req).max_new_tokens, self._max_model_len)
             except RequestValidationError as exc:
                 errors[i] = f"turn {turn}: {exc}"
                 continue
             prompts[i] = ids
         return prompts
 
-    def _submit_generation(self, batch: list[tuple[list[int], int]]) -> list[Any]:
-        cfg = self._config
+    def _decoding(self, req: GenerateRequest) -> Decoding:
+        return req.decoding or self._config.decoding()
+
+    def _submit_generation(self, batch: list[tuple[list[int], Decoding, str, int]]) -> list[Any]:
         params = [
-            self._make_params(vr.generation_params(cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed))
-            for _, seed in batch
+            self._make_params(
+                vr.generation_params(d.max_new_tokens, d.temperature, d.top_p, d.request_seed(question_id, turn))
+            )
+            for _, d, question_id, turn in batch
         ]
-        return self._llm.generate([self._make_prompt(ids) for ids, _ in batch], params, use_tqdm=False)
+        return self._llm.generate([self._make_prompt(item[0]) for item in batch], params, use_tqdm=False)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -26,7 +26,6 @@ Scoring paths (``scoring_method`` option):
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -318,13 +317,6 @@ def generated_token_ids(output: Any) -> list[int]:
     if ids and _field(completions[0], "finish_reason") == "stop":
         ids.pop()
     return ids
-
-
-def request_seed(seed: int, question_id: str, turn: int) -> int:
-    """Seed of one (run seed, question, turn), batch-independent; the HF engine's rule."""
-    digest = hashlib.sha256(f"{seed}\x1f{question_id}\x1f{turn}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
 
 
 def submit_isolated(

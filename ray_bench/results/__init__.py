@@ -5,12 +5,22 @@ its prepared question tables, for the analysis.
 """
 
 from ray_bench.results.reading import RunData, model_settings, scan_run
-from ray_bench.results.shards import FINGERPRINT_KEY, SHARD_GLOB, read_fingerprint, shard_path, write_shard
+from ray_bench.results.shards import (
+    FINGERPRINT_KEY,
+    JUDGEMENT_GLOB,
+    SHARD_GLOB,
+    judgement_key,
+    read_fingerprint,
+    shard_path,
+    write_shard,
+)
 
 __all__ = [
     "FINGERPRINT_KEY",
+    "JUDGEMENT_GLOB",
     "SHARD_GLOB",
     "RunData",
+    "judgement_key",
     "model_settings",
     "read_fingerprint",
     "scan_run",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray_bench.errors import ResultsError
-from ray_bench.results.shards import SHARD_GLOB, shard_path
+from ray_bench.results.shards import JUDGE_PREFIX, JUDGEMENT_GLOB, SHARD_GLOB, shard_path
 
 if TYPE_CHECKING:
     import polars as pl
@@ -73,7 +73,7 @@ def read_manifest(results_dir: Path) -> dict[str, Any]:
 
 def shard_files(results_dir: Path, manifest: dict[str, Any]) -> list[Path]:
     """The shard files of a run: those the manifest records as done, else the standard layout."""
-    shards = manifest.get("shards") or {}
+    shards = {k: e for k, e in (manifest.get("shards") or {}).items() if e.get("stage", "answer") == "answer"}
     if shards:
         files = [shard_path(results_dir, key) for key, entry in sorted(shards.items()) if entry.get("status") == "done"]
         missing = [str(p) for p in files if not p.is_file()]
@@ -126,16 +126,64 @@ def _scan_questions(data_dir: Path, subsets: list[str]) -> pl.LazyFrame:
     return pl.concat(frames, how="vertical")
 
 
-def scan_run(results_dir: str | Path, data_dir: str | Path | None = None) -> RunData:
+#: Judgement columns joined onto the open rows (``ray_bench.schema.judgement_schema``).
+JUDGEMENT_COLUMNS = ("is_safe", "unsafe_categories", "p_unsafe", "judge_error", "judge")
+
+
+def judgement_files(results_dir: Path, manifest: dict[str, Any], judge: str | None = None) -> dict[str, list[Path]]:
+    """Judge name -> its judgement shard files (the manifest's done ones, else the standard layout).
+
+    Raises:
+        ResultsError: ``judge`` is given but did not judge this run.
+    """
+    found: dict[str, list[Path]] = {}
+    shards = manifest.get("shards") or {}
+    if shards:
+        for key, entry in sorted(shards.items()):
+            if entry.get("stage") == "judge" and entry.get("status") == "done":
+                found.setdefault(str(entry.get("judge")), []).append(shard_path(results_dir, key))
+    else:
+        for path in sorted(results_dir.glob(JUDGEMENT_GLOB)):
+            if _SHARD_NAME.match(path.name):
+                found.setdefault(path.parent.name.removeprefix(JUDGE_PREFIX), []).append(path)
+    if judge is not None:
+        if judge not in found:
+            from ray_bench.errors import UnknownNameError
+
+            raise UnknownNameError("judge", judge, sorted(found))
+        return {judge: found[judge]}
+    return found
+
+
+def _join_judgements(rows: pl.LazyFrame, results_dir: Path, manifest: dict[str, Any], judge: str | None) -> pl.LazyFrame:
+    """``rows`` with the verdicts of the run's judge (of ``judge`` when several judged it)."""
+    import polars as pl
+
+    judges = judgement_files(results_dir, manifest, judge)
+    if not judges:
+        return rows
+    if len(judges) > 1:
+        raise ResultsError(
+            f"{str(results_dir)!r} was judged by {len(judges)} judges: {', '.join(sorted(judges))}",
+            hint="Pick one with --judge NAME.",
+        )
+    (files,) = judges.values()
+    verdicts = pl.scan_parquet([str(p) for p in files]).select("model", "subset", "question_id", *JUDGEMENT_COLUMNS)
+    return rows.join(verdicts, on=["model", "subset", "question_id"], how="left")
+
+
+def scan_run(results_dir: str | Path, data_dir: str | Path | None = None, judge: str | None = None) -> RunData:
     """Result rows of a run joined with their prepared questions, lazily.
 
     Args:
         results_dir: The ``--out`` directory of ``ray-bench run``.
         data_dir: The prepared questions; default: the directory the manifest records.
+        judge: Whose verdicts to join when several judges judged the run.
 
     Returns:
         A :class:`RunData` whose ``rows`` have the result columns (``ray_bench.schema.result_schema``)
-        plus ``choices``, ``choice_labels``, ``group``, ``context_condition``, ``answer_index``.
+        plus ``choices``, ``choice_labels``, ``group``, ``context_condition``, ``answer_index`` and,
+        when the run was judged, :data:`JUDGEMENT_COLUMNS` (null on unjudged rows).
 
     Raises:
         ResultsError: no such directory, no shards, or the question tables cannot be found.
@@ -156,6 +204,7 @@ def scan_run(results_dir: str | Path, data_dir: str | Path | None = None) -> Run
     subsets = sorted({p.parent.name for p in files})
     results = pl.scan_parquet([str(p) for p in files])
     rows = results.join(_scan_questions(data, subsets), on=["subset", "question_id"], how="left")
+    rows = _join_judgements(rows, root, manifest, judge)
     return RunData(results_dir=root, data_dir=data, rows=rows, manifest=manifest, files=tuple(files))
 
 
@@ -168,6 +217,8 @@ def model_settings(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for run in manifest.get("runs") or []:
+        if run.get("command", "run") != "run":
+            continue  # `ray-bench judge` runs configure a judge, not the evaluated models
         config = run.get("config") or {}
         engine = config.get("engine") or {}
         for model in config.get("models") or []:

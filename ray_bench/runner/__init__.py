@@ -1,8 +1,8 @@
-"""The Ray runner: model actors stream question shards through an engine into Parquet.
+"""The Ray runner: model actors stream the shards of each stage (answer, judge) through an engine into Parquet.
 
 Ray is imported only in this subpackage, and only inside functions.
 """
 
-from ray_bench.runner.driver import RunSummary, run
+from ray_bench.runner.driver import RunSummary, judge, run
 
-__all__ = ["RunSummary", "run"]
+__all__ = ["RunSummary", "judge", "run"]

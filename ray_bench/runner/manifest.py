@@ -59,9 +59,13 @@ class Manifest:
                     hint="Give this model another name (--model NAME=PATH) or use a new --out directory.",
                 )
 
-    def start_run(self, config: dict[str, Any], provenance: dict[str, Any]) -> None:
-        """Append this invocation (config + provenance) to the run history."""
-        self.data.setdefault("runs", []).append({"config": config, "provenance": provenance})
+    def start_run(self, config: dict[str, Any], provenance: dict[str, Any], command: str = "run") -> None:
+        """Append this invocation (command, config, provenance) to the run history."""
+        self.data.setdefault("runs", []).append({"command": command, "config": config, "provenance": provenance})
+
+    def set_judge(self, name: str, entry: dict[str, Any]) -> None:
+        """Record a judge's settings (and, once loaded, its engine and placement)."""
+        self.data.setdefault("judges", {}).setdefault(name, {}).update(entry)
 
     def set_model(self, name: str, entry: dict[str, Any]) -> None:
         """Record a model's path, engine info and quantization card."""
@@ -76,7 +80,7 @@ class Manifest:
         return self.data.get("shards", {}).get(key, {})
 
 
-_SHAPE = {"runs": list, "models": dict, "shards": dict}
+_SHAPE = {"runs": list, "models": dict, "shards": dict, "judges": dict}
 
 
 def _check_shape(data: Any, path: Path) -> None:

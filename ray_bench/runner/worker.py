@@ -1,4 +1,4 @@
-"""The model actor: pins one model (one engine) and processes shards sent to it."""
+"""The model actor: pins one model (one engine) and runs the shard tasks of a stage sent to it."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ray_bench.engines.base import Engine
+    from ray_bench.stages.base import ShardTask
 
 
 class ModelWorker:
@@ -53,12 +54,10 @@ class ModelWorker:
 
         return {"engine": asdict(self._get_engine().info()), "placement": placement()}
 
-    def run_shard(self, questions: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
-        """Process one shard; returns the result table and run statistics."""
-        from ray_bench.runner.process import process_shard
-
+    def run_shard(self, task: ShardTask, payload: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
+        """Run a stage's task on one shard; returns the output table and run statistics."""
         started = time.time()
-        table = process_shard(self._get_engine(), questions, self.model.name)
+        table = task.run(self._get_engine(), payload)
         stats = {"seconds": round(time.time() - started, 3), "started_at": started, **placement()}
         return table, stats
 

@@ -251,7 +251,7 @@ def test_greedy_and_seeded_sampling_params(tokenizer):
         [GenerateRequest("a", ("Hi", "More")), GenerateRequest("b", ("Hi",))]
     )
     seeds = [p["seed"] for call in llm.calls for p in call[1]]
-    assert seeds == [vr.request_seed(3, "a", 0), vr.request_seed(3, "b", 0), vr.request_seed(3, "a", 1)]
+    assert seeds == [_naive_seed(3, "a", 0), _naive_seed(3, "b", 0), _naive_seed(3, "a", 1)]
     assert len(set(seeds)) == 3 and llm.calls[0][1][0]["top_p"] == 0.9
 
 
@@ -287,6 +287,29 @@ def test_closed_engine_refuses_work(tokenizer):
     assert engine.info().engine == "vllm"
 
 
-def test_request_seed_matches_the_hf_engine():
-    hf_generation = pytest.importorskip("ray_bench.engines.hf_generation")
-    assert vr.request_seed(7, "q-1", 2) == hf_generation.row_seed(7, "q-1", 2)
+def _naive_seed(seed, question_id, turn):
+    """The documented per-question seed rule, computed independently of ray_bench."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{seed}\x1f{question_id}\x1f{turn}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def test_request_seed_rule_and_the_reference_fixed_seed():
+    from ray_bench.engines.base import Decoding
+
+    assert Decoding(seed=7).request_seed("q-1", 2) == _naive_seed(7, "q-1", 2)
+    assert Decoding(seed=1, seed_per_question=False).request_seed("q-1", 2) == 1
+
+
+def test_per_request_decoding_reaches_sampling_params(tokenizer):
+    from ray_bench.engines.base import Decoding
+
+    llm = FakeLLM()
+    fixed = Decoding(temperature=0.7, max_new_tokens=3, seed=1, seed_per_question=False)
+    make_engine(tokenizer, llm, max_new_tokens=4).generate(
+        [GenerateRequest("a", ("Hi",), decoding=fixed), GenerateRequest("b", ("Hi",))]
+    )
+    params = llm.calls[0][1]
+    assert (params[0]["temperature"], params[0]["max_tokens"], params[0]["seed"]) == (0.7, 3, 1)
+    assert (params[1]["temperature"], params[1]["max_tokens"], params[1]["seed"]) == (0.0, 4, None)

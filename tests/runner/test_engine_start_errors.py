@@ -11,13 +11,16 @@ import pytest
 
 from ray_bench.config import EngineConfig, ModelSpec, RunConfig
 from ray_bench.errors import EngineError, EngineStartError, ModelLoadError
+from ray_bench.engines.base import Decoding
 from ray_bench.runner.worker import ModelWorker
+from ray_bench.stages.answer import AnswerTask
 from tests.runner.conftest import make_questions, start_local_ray
 
 COUNTER_ENV = "RAY_BENCH_TEST_FACTORY_CALLS"
 CAUSE = "no kernel for uint8b128"
 HINT = "use the hf engine"
 THIS = "tests.runner.test_engine_start_errors"
+TASK = AnswerTask("m", Decoding())
 
 
 def _record(path: str | os.PathLike, name: str) -> None:
@@ -90,7 +93,7 @@ def test_failed_engine_is_created_once_and_every_shard_gets_the_error(counter):
     errors = []
     for _ in range(3):
         with pytest.raises(EngineStartError) as info:
-            worker.run_shard(table)
+            worker.run_shard(TASK, table)
         errors.append(info.value)
     assert _calls(counter) == ["q8"]  # tried once
     for error in errors:
@@ -107,7 +110,7 @@ def test_foreign_exception_is_named_in_the_cause(counter):
     worker = ModelWorker(ModelSpec(name="m", path="org/m"), EngineConfig(name=f"{THIS}:crashing_factory"))
     for _ in range(2):
         with pytest.raises(EngineStartError) as info:
-            worker.run_shard(make_questions(1, 0))
+            worker.run_shard(TASK, make_questions(1, 0))
     assert info.value.reason == "RuntimeError: segfault-ish"
     assert info.value.hint == EngineError.default_hint
     assert _calls(counter) == ["m"]

@@ -7,8 +7,8 @@ import pytest
 from ray_bench.config import EngineConfig, ModelSpec
 from ray_bench.engines.base import ChoiceScores, create_engine
 from ray_bench.errors import EngineError
-from ray_bench.runner.plan import fingerprint_ids, plan_dataset
-from ray_bench.runner.process import process_shard
+from ray_bench.stages.plan import fingerprint_ids, plan_dataset
+from ray_bench.stages.answer_rows import process_shard
 from ray_bench.schema import result_schema
 
 

@@ -1,4 +1,4 @@
-"""Turn a shard of questions into a shard of results with an engine (no Ray here).
+"""The answer stage's rows: a shard of questions -> a shard of results with an engine (no Ray).
 
 Closed questions are scored, open ones generated. Per-question failures become the
 row's ``error``; if an engine call raises for a whole batch, its questions are retried
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from ray_bench.engines.base import ChoiceScores, Engine, GenerateRequest, Generation, ScoreRequest
+from ray_bench.engines.base import ChoiceScores, Decoding, Engine, GenerateRequest, Generation, ScoreRequest
 from ray_bench.errors import EngineError
 from ray_bench.schema import KIND_CLOSED
 
@@ -32,7 +32,7 @@ def _check_order(requests: Sequence[Req], results: Sequence[Res]) -> None:
         )
 
 
-def _call_isolated(
+def call_isolated(
     call: Callable[[Sequence[Req]], list[Res]],
     requests: list[Req],
     on_error: Callable[[Req, str], Res],
@@ -63,7 +63,7 @@ def _call_isolated(
 
 def _closed_rows(engine: Engine, rows: list[dict]) -> list[dict]:
     requests = [ScoreRequest(r["question_id"], r["prompt"], tuple(r["choices"] or ())) for r in rows]
-    scores = _call_isolated(engine.score_choices, requests, lambda q, e: ChoiceScores(q.question_id, error=e))
+    scores = call_isolated(engine.score_choices, requests, lambda q, e: ChoiceScores(q.question_id, error=e))
     out = []
     for score in scores:
         try:
@@ -84,11 +84,12 @@ def _closed_rows(engine: Engine, rows: list[dict]) -> list[dict]:
     return out
 
 
-def _open_rows(engine: Engine, rows: list[dict]) -> list[dict]:
+def _open_rows(engine: Engine, rows: list[dict], decoding: Decoding | None) -> list[dict]:
     requests = [
-        GenerateRequest(r["question_id"], tuple(r["turns"]) if r["turns"] else (r["prompt"],)) for r in rows
+        GenerateRequest(r["question_id"], tuple(r["turns"]) if r["turns"] else (r["prompt"],), decoding=decoding)
+        for r in rows
     ]
-    gens = _call_isolated(engine.generate, requests, lambda q, e: Generation(q.question_id, error=e))
+    gens = call_isolated(engine.generate, requests, lambda q, e: Generation(q.question_id, error=e))
     return [
         {
             "response": g.response,
@@ -100,10 +101,10 @@ def _open_rows(engine: Engine, rows: list[dict]) -> list[dict]:
     ]
 
 
-def process_shard(engine: Engine, questions: pa.Table, model_name: str) -> pa.Table:
+def process_shard(engine: Engine, questions: pa.Table, model_name: str, decoding: Decoding | None = None) -> pa.Table:
     """Run ``engine`` over ``questions`` (question schema) and return result rows (result schema).
 
-    Rows come back in question order; ids are checked so a misbehaving engine cannot
+    Open questions are decoded with ``decoding`` (``None``: the engine config's). Rows come back in question order; ids are checked so a misbehaving engine cannot
     attach one question's scores to another.
     """
     import pyarrow as pa
@@ -114,7 +115,7 @@ def process_shard(engine: Engine, questions: pa.Table, model_name: str) -> pa.Ta
     closed = [r for r in rows if r["kind"] == KIND_CLOSED]
     opened = [r for r in rows if r["kind"] != KIND_CLOSED]
     computed = dict(zip((r["question_id"] for r in closed), _closed_rows(engine, closed)))
-    computed.update(zip((r["question_id"] for r in opened), _open_rows(engine, opened)))
+    computed.update(zip((r["question_id"] for r in opened), _open_rows(engine, opened, decoding)))
     schema = result_schema()
     records = []
     for r in rows:

@@ -1,0 +1,3 @@
+"""The runner tests' hand-built question tables, shared with the stage tests."""
+
+from tests.runner.conftest import make_questions, questions  # noqa: F401 - fixtures re-exported
