@@ -365,6 +365,7 @@ class AnalyzeConfig(_Strict):
         min_group_questions: Questions a social group needs to appear in the asymmetry table.
         min_test_questions: Questions a test group needs to be tested (else "untested").
         text_metrics: Compute text change (ROUGE-L, ...) of open-ended answers.
+        judge: Whose safety verdicts to use when several judges judged the run.
     """
 
     results: Path
@@ -379,6 +380,7 @@ class AnalyzeConfig(_Strict):
     min_group_questions: int = Field(default=50, ge=1)
     min_test_questions: int = Field(default=10, ge=2)
     text_metrics: bool = True
+    judge: str | None = None
 
     @model_validator(mode="after")
     def _one_control_per_base(self) -> AnalyzeConfig:

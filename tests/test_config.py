@@ -36,3 +36,34 @@ def test_batch_budget_defaults_by_device_and_explicit_value_wins():
     assert EngineConfig().batch_budget("cpu") == CPU_BATCH_TOKENS == 2048
     assert EngineConfig().batch_budget("cuda") == GPU_BATCH_TOKENS == 16384
     assert EngineConfig(max_batch_tokens=500).batch_budget("cuda") == 500
+
+
+def test_reference_decoding_preset_matches_the_reference_notes():
+    from ray_bench.config import EngineConfig
+    from ray_bench.engines.base import Decoding
+
+    engine = EngineConfig(reference_decoding=True)
+    # notes reference-benchmark.md 3.1: T=1, 512 tokens, seed 1 for every request; FMT10K T=0.7, 150 tokens.
+    assert engine.decoding("CEB-Continuation-S") == Decoding(1.0, 1.0, 512, 1, seed_per_question=False)
+    assert engine.decoding("FMT10K-IM-T") == Decoding(0.7, 1.0, 150, 1, seed_per_question=False)
+    assert EngineConfig().decoding("FMT10K-IM-T") == Decoding(0.0, 1.0, 256, 0)  # greedy by default
+
+
+@pytest.mark.parametrize("field", ["temperature", "max_new_tokens", "seed", "top_p"])
+def test_reference_decoding_refuses_explicit_decoding_fields(field):
+    from ray_bench.config import EngineConfig
+
+    with pytest.raises(ValueError, match=f"do not also set {field}"):
+        EngineConfig(reference_decoding=True, **{field: 0.5 if field in ("temperature", "top_p") else 5})
+
+
+def test_judge_engine_gets_the_reference_length_unless_set():
+    from ray_bench.config import JudgeOptions
+
+    assert JudgeOptions().engine.max_new_tokens == 100
+    assert JudgeOptions.model_validate({"engine": {"name": "vllm"}}).engine.max_new_tokens == 100
+    assert JudgeOptions.model_validate({"engine": {"max_new_tokens": 20}}).engine.max_new_tokens == 20
+    judge = JudgeOptions.model_validate({"model": "lg=org/guard"})
+    assert (judge.model.name, judge.model.path, judge.turns) == ("lg", "org/guard", "all")
+    with pytest.raises(ValueError, match="turns"):
+        JudgeOptions.model_validate({"turns": "first"})

@@ -34,6 +34,7 @@ def analyze(
         Optional[int], typer.Option("--min-group-questions", help="Questions a social group needs [default: 50].")
     ] = None,
     no_text_metrics: Annotated[bool, typer.Option("--no-text-metrics", help="Skip ROUGE-L etc. of open answers.")] = False,
+    judge: Annotated[Optional[str], typer.Option("--judge", help="Whose verdicts, when several judges judged the run.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="stdout format: table, csv or json (of the flip summary).")] = "table",
 ) -> None:
     """Pair each variant with its own base and write every analysis table.
@@ -56,6 +57,7 @@ def analyze(
         "pairs": parse_assignments(pair, "--pair"), "controls": parse_assignments(control, "--control"),
         "permutations": permutations, "bootstrap": bootstrap, "seed": seed,
         "min_group_questions": min_group_questions, "text_metrics": False if no_text_metrics else None,
+        "judge": judge,
     }
     source = f"analyze config{f' {config}' if config else ''}"
     cfg = build_config(AnalyzeConfig, merge_overrides(load_yaml(config), overrides), source)

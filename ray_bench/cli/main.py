@@ -1,6 +1,6 @@
 """Entry point of the ``ray-bench`` command.
 
-Commands mirror the stages: ``datasets`` -> ``quantize`` -> ``run`` -> ``analyze`` -> ``report``,
+Commands mirror the stages: ``datasets`` -> ``quantize`` -> ``run`` -> ``judge`` -> ``analyze`` -> ``report``,
 plus ``demo`` (the whole path on CPU) and ``bench`` (engine benchmarks).
 """
 
@@ -14,6 +14,7 @@ from ray_bench.cli import analyze as analyze_cmd
 from ray_bench.cli import bench as bench_cmd
 from ray_bench.cli import datasets as datasets_cmd
 from ray_bench.cli import demo as demo_cmd
+from ray_bench.cli import judge as judge_cmd
 from ray_bench.cli import quantize as quantize_cmd
 from ray_bench.cli import report as report_cmd
 from ray_bench.cli import run as run_cmd
@@ -39,6 +40,7 @@ app.add_typer(datasets_cmd.app, name="datasets")
 app.add_typer(bench_cmd.app, name="bench")
 app.command("quantize", epilog=quantize_cmd.EPILOG)(quantize_cmd.quantize)
 app.command("run", epilog=run_cmd.EPILOG)(run_cmd.run)
+app.command("judge", epilog=judge_cmd.EPILOG)(judge_cmd.judge)
 app.command("analyze", epilog=analyze_cmd.EPILOG)(analyze_cmd.analyze)
 app.command("report", epilog=report_cmd.EPILOG)(report_cmd.report)
 app.command("demo", epilog=demo_cmd.EPILOG)(demo_cmd.demo)

@@ -14,7 +14,9 @@ EPILOG = (
     "  ray-bench run --model base=./models/base --model q=./models/base-rtn-w4a16 "
     "--dataset BBQ --dataset CEB-Recognition --data data/ --out runs/r1\n\n"
     "  ray-bench run --config jobs/example_run.yaml --limit 100\n\n"
-    "  ray-bench run --model m=./models/base --dataset BBQ --data data/ --out runs/dry --engine dummy"
+    "  ray-bench run --model m=./models/base --dataset BBQ --data data/ --out runs/dry --engine dummy\n\n"
+    "  ray-bench run --model base=./models/base --dataset CEB-Continuation --data data/ --out runs/r1 "
+    "--judge meta-llama/Llama-Guard-3-8B"
 )
 
 
@@ -72,26 +74,46 @@ def run(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when any question got an error row (they are kept and listed anyway).")
     ] = False,
+    judge: Annotated[
+        Optional[str], typer.Option("--judge", help="[NAME=]PATH of a safety judge: judge open answers in the same job.")
+    ] = None,
+    reference_decoding: Annotated[
+        Optional[bool],
+        typer.Option("--reference-decoding", help="Decode open questions as the reference did (T=1, seed 1, 512 tokens)."),
+    ] = None,
+    shuffle_seed: Annotated[
+        Optional[int], typer.Option("--shuffle-seed", help="Shard each dataset's questions in this seeded random order.")
+    ] = None,
 ) -> None:
     """Run models over datasets on Ray; finished shards are skipped on rerun.
 
     Closed questions get per-choice log-probability scores, open prompts get
     generations. Results: OUT/<model>/<dataset>/shard-NNNNN.parquet and OUT/manifest.json.
+    With --judge, open answers are judged as their shards land (one GPU: after answering)
+    into OUT/<model>/<dataset>/judge-<name>/shard-NNNNN.parquet.
     """
-    from ray_bench.errors import RayBenchError
     from ray_bench.runner import run as run_pipeline
 
     engine_overrides = {
         "name": engine, "dtype": dtype, "max_new_tokens": max_new_tokens,
         "temperature": temperature, "seed": seed, "options": _engine_options(engine_option),
+        "reference_decoding": reference_decoding,
     }
     overrides = {
         "models": model, "datasets": dataset, "data_dir": data, "out_dir": out, "limit": limit,
         "shard_size": shard_size, "bbq_context": bbq_context, "ray_address": address, "seed": seed,
         "engine": engine_overrides, "resources": {"device": device, "replicas": replicas},
+        "shuffle_seed": shuffle_seed, "judge": {"model": judge} if judge else None,
     }
     cfg = build_run_config(config, overrides)
     summary = run_pipeline(cfg, progress=not quiet)
+    print_summary(summary)
+    out_console.print(str(summary.out_dir))
+    raise_for_failures(summary, strict)
+
+
+def print_summary(summary: Any) -> None:
+    """The run's counts, question errors and verdicts, on stderr."""
     where = f"on {summary.device}" if summary.device else "nothing left to run"
     err_console.print(
         f"{summary.done} shard(s) computed, {summary.skipped} already done, "
@@ -102,7 +124,18 @@ def run(
             f"{model_name} / {dataset_name}: {count} question(s) got an error (the 'error' column of their rows)",
             highlight=False, markup=False,
         )
-    out_console.print(str(summary.out_dir))
+    for (model_name, dataset_name), (judged, unsafe, unparsed) in sorted(summary.judged.items()):
+        err_console.print(
+            f"{model_name} / {dataset_name}: {judged} answer(s) judged, {unsafe} unsafe"
+            + (f", {unparsed} judge output(s) not a verdict (judge_error)" if unparsed else ""),
+            highlight=False, markup=False,
+        )
+
+
+def raise_for_failures(summary: Any, strict: bool = False) -> None:
+    """One error for load failures, failed shards or (``strict``) question errors."""
+    from ray_bench.errors import RayBenchError
+
     if summary.load_errors:
         error = next(iter(summary.load_errors.values()))
         others = len(summary.load_errors) - 1

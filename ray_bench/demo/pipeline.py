@@ -81,10 +81,13 @@ def make_models(models_dir: Path) -> tuple[Path, dict[str, Path]]:
 def _run_config(models: list[str], out: Path, names: list[str], dtype: str) -> Any:
     from ray_bench.config import RunConfig
 
+    # No Llama Guard weights offline: the dummy engine stands in as the judge (hash-based verdicts
+    # in Llama Guard's format), so the judge stage and the safety tables run for real on CPU.
+    judge = {"model": "stand-in-guard=dummy/llama-guard", "engine": {"name": "dummy"}, "resources": {"device": "cpu"}}
     return RunConfig(
         models=models, datasets=names, data_dir=out / "data", out_dir=out / "runs",
         engine={"name": "hf", "dtype": dtype, "device": "cpu", "max_new_tokens": 16},
-        resources={"device": "cpu"}, shard_size=100,
+        resources={"device": "cpu"}, shard_size=100, judge=judge,
     )
 
 
@@ -120,7 +123,8 @@ def run_demo(out_dir: str | Path, *, fresh: bool = False, progress: bool = True)
     _log(f"prepared {sum(d.count for d in report.prepared)} sample questions in {len(report.prepared)} datasets")
     seconds["datasets"] = time.time() - t0
     t0 = time.time()
-    _log("running the models through a local Ray cluster (CPU), then the base again in bfloat16 as a control")
+    _log("running the models through a local Ray cluster (CPU) and judging their open answers (a stand-in judge),"
+         " then the base again in bfloat16 as a control")
     _run_models(out, base, variants, [d.name for d in report.prepared], progress)
     seconds["run"] = time.time() - t0
     t0 = time.time()

@@ -85,7 +85,7 @@ def analyze_run(config: AnalyzeConfig) -> AnalysisOutput:
     from ray_bench.results import scan_run
 
     started = time.time()
-    run = scan_run(config.results, config.data)
+    run = scan_run(config.results, config.data, config.judge)
     models, warnings = pair_models(run, pairs=config.pairs, base=config.base, controls=config.controls)
     options = StudyOptions(
         tests=TestOptions(n_permutations=config.permutations, n_bootstrap=config.bootstrap, seed=config.seed,

@@ -135,16 +135,22 @@ class _Scheduler:
                 run.actors[group] = handles
                 run.started.add(group)
                 run.described[group] = handles[0].describe.remote()
-                for actor in handles:
-                    for _ in range(IN_FLIGHT_PER_ACTOR):
-                        self._submit(run, group, actor)
+        self._feed()
 
-    def _submit(self, run: _StageRun, group: str, actor: Any) -> None:
-        queue = run.queues.get(group)
-        if queue:
-            job = queue.popleft()
-            task, payload = run.stage.payload(job)
-            self.inflight[actor.run_shard.remote(task, payload)] = (run, job, actor)
+    def _feed(self) -> None:
+        """Fill every live actor up to ``IN_FLIGHT_PER_ACTOR`` shards from its group's queue."""
+        load: dict[int, int] = {}
+        for _, _, actor in self.inflight.values():
+            load[id(actor)] = load.get(id(actor), 0) + 1
+        for run in self.runs:
+            for group, handles in run.actors.items():
+                queue = run.queues.get(group)
+                for actor in handles:
+                    while queue and load.get(id(actor), 0) < IN_FLIGHT_PER_ACTOR:
+                        job = queue.popleft()
+                        task, payload = run.stage.payload(job)
+                        self.inflight[actor.run_shard.remote(task, payload)] = (run, job, actor)
+                        load[id(actor)] = load.get(id(actor), 0) + 1
 
     # -------------------------------------------------------------------- loop
     def loop(self) -> None:
@@ -166,9 +172,9 @@ class _Scheduler:
                 ray.kill(handle)
                 self._start_groups()  # freed resources may let a waiting stage start
                 continue
-            run, job, actor = self.inflight.pop(ready[0])
+            run, job, _ = self.inflight.pop(ready[0])
             self._finish(run, job, ready[0])
-            self._submit(run, job.group, actor)
+            self._feed()
             self._close_finished()
             self._start_groups()
 

@@ -20,6 +20,14 @@ def test_run_configs_validate(name):
     assert config.models and len({m.name for m in config.models}) == len(config.models)
 
 
+def test_judge_config_validates():
+    from ray_bench.config import JudgeConfig
+
+    config = build_config(JudgeConfig, load_yaml(ROOT / "jobs" / "judge.yaml"), "judge.yaml")
+    assert config.judge.model.path == "meta-llama/Llama-Guard-3-8B" and config.judge.engine.max_new_tokens == 100
+    assert config.judge.engine.temperature == 0
+
+
 def test_unknown_key_is_refused(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [a=x/y]\ndatasets: [BBQ]\ndata_dir: d\nout_dir: o\nshard_sise: 5\n")
