@@ -78,13 +78,16 @@ def with_all_axes(rows: pl.LazyFrame) -> pl.LazyFrame:
     return pl.concat([rows, rows.with_columns(pl.lit(ALL_AXES).alias("axis"))], how="vertical")
 
 
-def _wilson(frame: pl.DataFrame, count: str, prefix: str) -> pl.DataFrame:
+def wilson_columns(frame: pl.DataFrame, count: str, prefix: str, total: str = "n") -> pl.DataFrame:
+    """``frame`` with ``<prefix>_rate`` = ``count / total`` and its 95% Wilson (1927) interval
+    ``<prefix>_rate_lo`` / ``_hi``; all three null where ``total`` is 0."""
     from ray_bench.analysis.stats import wilson_interval
 
-    lo, hi = wilson_interval(frame[count].to_numpy(), frame["n"].to_numpy())
+    lo, hi = wilson_interval(frame[count].to_numpy(), frame[total].to_numpy())
     return frame.with_columns(
-        (pl.col(count) / pl.col("n")).alias(f"{prefix}_rate"),
-        pl.Series(f"{prefix}_rate_lo", lo), pl.Series(f"{prefix}_rate_hi", hi),
+        pl.when(pl.col(total) > 0).then(pl.col(count) / pl.col(total)).alias(f"{prefix}_rate"),
+        pl.Series(f"{prefix}_rate_lo", lo, dtype=pl.Float64).fill_nan(None),
+        pl.Series(f"{prefix}_rate_hi", hi, dtype=pl.Float64).fill_nan(None),
     )
 
 
@@ -108,7 +111,7 @@ def flip_table(rows: pl.LazyFrame) -> pl.DataFrame:
     )
     for count, prefix in (("n_flipped", "flip"), ("n_bias_flipped", "bias_flip"), ("n_unb_to_b", "unb_to_b"),
                           ("n_b_to_unb", "b_to_unb")):
-        agg = _wilson(agg, count, prefix)
+        agg = wilson_columns(agg, count, prefix)
     return _add_control(agg, rows).sort(keys, nulls_last=True)
 
 
@@ -139,11 +142,16 @@ def _add_control(table: pl.DataFrame, rows: pl.LazyFrame) -> pl.DataFrame:
 
 
 def uncertainty_table(rows: pl.LazyFrame) -> pl.DataFrame:
-    """Per closed dataset and base-entropy bin: % of question x variant rows in the bin, % of
-    them whose response flipped, % whose bias flipped (the paper's uncertainty table)."""
-    closed = rows.filter((pl.col("kind") == "closed") & (pl.col("role") == "variant"))
+    """Per dataset and base-entropy bin: % of question x variant rows in the bin, % of them
+    whose response flipped, % whose bias flipped (the paper's uncertainty table).
+
+    Open datasets take part when their rows carry an entropy (the judge's, from ``p_unsafe``):
+    rows without one are left out there rather than counted in no bin.
+    """
+    usable = (pl.col("kind") == "closed") | pl.col("entropy_bin").is_not_null()
+    used = rows.filter(usable & (pl.col("role") == "variant"))
     table = (
-        closed.group_by([*DATASET_KEYS, "entropy_bin"]).agg(
+        used.group_by([*DATASET_KEYS, "entropy_bin"]).agg(
             pl.col("num_choices").first(), pl.len().alias("n_rows"),
             (100 * pl.col("flipped").mean()).alias("pct_flipped"),
             (100 * pl.col("bias_flipped").mean()).alias("pct_bias_flipped"),

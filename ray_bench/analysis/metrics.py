@@ -37,7 +37,6 @@ import numpy as np
 import polars as pl
 
 from ray_bench.analysis import stats
-from ray_bench.analysis.fields import EQUALIZED_ODDS
 from ray_bench.analysis.flips import U2B, B2U, with_all_axes
 from ray_bench.analysis.keys import ALL_AXES, DATASET_KEYS, PAIR_KEYS
 

@@ -226,6 +226,6 @@ def coverage_warnings(results: pl.LazyFrame, paired: pl.DataFrame, models: pl.Da
                 warnings.append(
                     f"{variant} vs {base} on {dataset}: {n} question(s) paired; left out {n_base - n} of the "
                     f"base's {n_base} and {n_var - n} of the variant's {n_var} (not answered by the other model, "
-                    "or an error row)"
+                    "an error row, or an open answer the judge did not label)"
                 )
     return warnings

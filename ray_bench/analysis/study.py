@@ -17,6 +17,7 @@ from ray_bench.analysis.flips import flip_table, pair_rows, question_flip_table,
 from ray_bench.analysis.groups import group_asymmetry, ranking_table
 from ray_bench.analysis.keys import DATASET_KEYS, PAIR_KEYS
 from ray_bench.analysis.metrics import TestOptions, significance_table, stereoset_table
+from ray_bench.analysis.safety import judged_pairs, safety_flip_table, safety_table
 from ray_bench.errors import AnalysisError
 
 
@@ -55,6 +56,18 @@ def text_change_table(paired_open: pl.LazyFrame) -> pl.DataFrame:
     )
 
 
+def _safety_tables(rows: pl.LazyFrame, paired_open: pl.LazyFrame | None,
+                   models: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """``safety`` (of the models in the model table, with their base, role and q_label) and ``safety_flips``."""
+    roles = models.select("model", "base", "role", "q_label")
+    # Unpaired models are left out of every other table (analyze warns): here too.
+    per_model = safety_table(rows.join(roles.lazy().select("model"), on="model", how="semi"))
+    per_model = per_model.join(roles, on="model", how="left").select("model", "base", "role", "q_label",
+                                                                     pl.exclude("model", "base", "role", "q_label"))
+    flips = safety_flip_table(paired_open) if paired_open is not None else pl.DataFrame()
+    return {"safety": per_model, "safety_flips": flips}
+
+
 #: Quantization metadata every per-variant table carries (from the model table).
 QUANT_COLUMNS = ["method", "scheme", "w_bits", "a_bits", "smoothquant"]
 
@@ -78,8 +91,9 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
 
     Returns:
         ``{"models", "rows", "flips", "uncertainty", "question_flips", "significance", "stereoset", "groups",
-        "rankings", "entropy_hist", "entropy_box", "entropy_diff_hist"}`` and, when open-ended
-        answers exist, ``text_changes``.
+        "rankings", "entropy_hist", "entropy_box", "entropy_diff_hist"}``; when open-ended
+        answers exist, ``text_changes``; when the rows carry a judgement (``is_safe``),
+        ``safety`` and ``safety_flips``.
 
     Raises:
         AnalysisError: duplicated questions, or no question answered by both a base and a variant.
@@ -90,8 +104,10 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
     # closed join's transient peak does not stack on the held open answers.
     closed = pair_rows(closed_fields(rows), models).collect().lazy()
     paired_open = _open_rows(rows, models)
-    judged = paired_open is not None and "is_safe" in rows.collect_schema().names()
-    paired = pl.concat([closed, paired_open], how="diagonal_relaxed") if judged else closed
+    judged = "is_safe" in rows.collect_schema().names()
+    # Only open answers judged on both sides are comparable: an unlabelled one is no flip and not safe.
+    usable_open = judged_pairs(paired_open) if judged and paired_open is not None else None
+    paired = pl.concat([closed, usable_open], how="diagonal_relaxed") if usable_open is not None else closed
     if paired.select(pl.len()).collect().item() == 0:
         raise AnalysisError(
             "no closed question was answered by both a variant and its base",
@@ -112,7 +128,9 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
     }
     if paired_open is not None and options.text_metrics:
         tables["text_changes"] = text_change_table(paired_open)
-    for name in ("flips", "significance", "stereoset", "text_changes"):
+    if judged:
+        tables |= _safety_tables(rows, paired_open, models)
+    for name in ("flips", "significance", "stereoset", "text_changes", "safety_flips"):
         if name in tables and tables[name].height:
             tables[name] = with_quant_metadata(tables[name], models)
     tables["rows"] = paired.drop([c for c in ("response_base", "response_variant", "responses_base",

@@ -20,7 +20,6 @@ The two agree on single-line answers.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
 import polars as pl
 

@@ -109,8 +109,15 @@ def _tables(inputs: AnalysisInputs, figures_dir: Path) -> list[tuple[str, str, s
         ("flips", "Flips per variant and dataset (all social axes): % response flipped / % bias flipped",
          lambda: ht.flips_table(t["flips"])),
         ("significance", "Significance summary per dataset", lambda: ht.significance_table(t["significance"])),
-        ("models", "Models", lambda: ht.models_table(t["models"])),
     ]
+    # Present only when the run's open answers were judged (docs/analysis.md).
+    if "safety" in t:
+        specs.append(("safety", "Unsafe open-ended answers per model (Llama Guard)",
+                      lambda: ht.safety_table(t["safety"])))
+    if "safety_flips" in t:
+        specs.append(("safety_flips", "Safety-label flips per variant and open dataset",
+                      lambda: ht.safety_flips_table(t["safety_flips"])))
+    specs.append(("models", "Models", lambda: ht.models_table(t["models"])))
     out = []
     for name, title, build in specs:
         if t[name].height == 0:

@@ -1,4 +1,5 @@
-"""The report's HTML tables: uncertainty (the paper's table), flips, significance, models.
+"""The report's HTML tables: uncertainty (the paper's table), flips, significance, safety of
+open answers (when judged), models.
 
 Each ``*_table`` function returns ``(html, frame)``: escaped HTML and the frame it shows
 (saved as CSV beside the figures).
@@ -121,6 +122,81 @@ def significance_table(significance: pl.DataFrame) -> tuple[str, pl.DataFrame]:
     header = ["dataset", "tests", "significant (pooled BH)", "significant (BH within dataset)", "more biased",
               "less biased", "median |d_z| (significant)", "not tested"]
     return render_table(header, rows), data
+
+
+_ROLE_ORDER = {"base": 0, "variant": 1, "control": 2}
+
+
+def _hundred(value: float | None) -> float | None:
+    return None if value is None else 100 * value
+
+
+def _pct(rate: float | None) -> str:
+    return fmt(_hundred(rate), suffix="%")
+
+
+def _pct_ci(rate: float | None, lo: float | None, hi: float | None) -> str:
+    """``"30.0% [10.8, 60.3]"``: a rate and its interval in %, or an en dash."""
+    if rate is None or (isinstance(rate, float) and math.isnan(rate)):
+        return "–"
+    return f"{fmt(_hundred(rate))}% [{fmt(_hundred(lo))}, {fmt(_hundred(hi))}]"
+
+
+def _p(value: float | None) -> str:
+    # three decimals would print a strong result as "0.000"
+    return "< 0.001" if value is not None and value < 0.001 else fmt(value, 3)
+
+
+def _judged_note(judges: list[str | None], text: str) -> str:
+    names = sorted({j for j in judges if j})
+    who = f"Judge: {', '.join(names)}. " if names else ""
+    return f'<p class="subtitle">{html.escape(who + text)}</p>'
+
+
+def _model_order(frame: pl.DataFrame, model: str) -> pl.DataFrame:
+    """``frame`` sorted as the other tables: per base, the base first, variants in the paper's order, controls."""
+    import polars as pl
+
+    order = {q: i for i, q in enumerate(order_q_labels(frame["q_label"].to_list()))}
+    return frame.with_columns(
+        pl.col("role").replace_strict(_ROLE_ORDER, default=3, return_dtype=pl.Int32).alias("_r"),
+        pl.col("q_label").replace_strict(order, default=99, return_dtype=pl.Int32).alias("_q"),
+    ).sort("base", "_r", "_q", model, "label", nulls_last=True).drop("_r", "_q")
+
+
+def safety_table(safety: pl.DataFrame) -> tuple[str, pl.DataFrame]:
+    """Per model and open dataset (all axes): judged answers, unsafe rate with its Wilson CI, hate rate."""
+    import polars as pl
+
+    data = _model_order(safety.filter(pl.col("axis") == ALL_AXES).with_columns(dataset_label("subset")), "model")
+    rows = [[r["base"] or "–", r["model"], r["q_label"] or r["role"], r["label"], fmt(r["n_open"]),
+             fmt(r["n_judged"]), fmt(r["n_judge_errors"]),
+             _pct_ci(r["unsafe_rate"], r["unsafe_rate_lo"], r["unsafe_rate_hi"]), fmt(r["mean_p_unsafe"], 3), _pct(r["hate_rate"])] for r in data.iter_rows(named=True)]
+    header = ["base", "model", "q_label", "dataset", "answers", "judged", "judge errors", "unsafe % [95% Wilson CI]",
+              "mean p_unsafe", "hate (S10) %"]
+    note = _judged_note(data["judge"].to_list() if "judge" in data.columns else [],
+                        "Rates are over the judged answers; answers the judge could not label are counted in "
+                        "'answers' only (judge errors: its output did not parse).")
+    return note + render_table(header, rows, numeric_from=4), data
+
+
+def safety_flips_table(safety_flips: pl.DataFrame) -> tuple[str, pl.DataFrame]:
+    """Per variant and open dataset (all axes): safety-label flips vs its base, net change, McNemar p."""
+    import polars as pl
+
+    data = _model_order(safety_flips.filter(pl.col("axis") == ALL_AXES).with_columns(dataset_label("subset")),
+                        "variant")
+    rows = [[r["base"], r["variant"], r["q_label"] or r["role"], r["label"], fmt(r["n"]),
+             f"{_pct(r['unsafe_rate_base'])} → {_pct(r['unsafe_rate_variant'])}",
+             _pct_ci(r["safe_to_unsafe_rate"], r["safe_to_unsafe_rate_lo"], r["safe_to_unsafe_rate_hi"]),
+             _pct_ci(r["unsafe_to_safe_rate"], r["unsafe_to_safe_rate_lo"], r["unsafe_to_safe_rate_hi"]),
+             fmt(_hundred(r["net_unsafe_change"]), suffix=" pp"), fmt(r["mean_p_unsafe_change"], 3),
+             _p(r["p_mcnemar"])] for r in data.iter_rows(named=True)]
+    header = ["base", "variant", "q_label", "dataset", "pairs", "unsafe % base → variant", "safe → unsafe %",
+              "unsafe → safe %", "net change", "mean Δ p_unsafe", "McNemar p"]
+    note = _judged_note([], "Over the questions judged for both the base and the variant; rates with 95% Wilson CIs, "
+                            "net change = safe → unsafe − unsafe → safe, exact McNemar test of the two.")
+    return note + render_table(header, rows, numeric_from=4), data
 
 
 def models_table(models: pl.DataFrame) -> tuple[str, pl.DataFrame]:

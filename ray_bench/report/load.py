@@ -42,6 +42,12 @@ OPTIONAL_TABLES: dict[str, tuple[str, ...]] = {
     "rankings": (*_KEYS, "metric", "q_label", "base", "value_base", "lo_base", "hi_base", "rank_base", "variant",
                  "value_variant", "lo_variant", "hi_variant", "rank_variant", "rank_change"),
     "text_changes": (*_PAIR, *_KEYS, "axis", "n", "mean_word_count_change", "mean_lcp_prop", "mean_rougeL_f"),
+    "safety": ("model", "base", "role", "q_label", *_KEYS, "axis", "n_open", "n_judged", "n_judge_errors",
+               "unsafe_rate", "unsafe_rate_lo", "unsafe_rate_hi", "mean_p_unsafe", "hate_rate"),
+    "safety_flips": (*_PAIR, *_KEYS, "axis", "n", "unsafe_rate_base", "unsafe_rate_variant", "safe_to_unsafe_rate",
+                     "safe_to_unsafe_rate_lo", "safe_to_unsafe_rate_hi", "unsafe_to_safe_rate",
+                     "unsafe_to_safe_rate_lo", "unsafe_to_safe_rate_hi", "net_unsafe_change",
+                     "mean_p_unsafe_change", "p_mcnemar"),
 }
 META_FILE = "analysis.json"
 

@@ -12,13 +12,24 @@ ROW_SCHEMA = {
     "choice_labels": pl.List(pl.String), "group": pl.String, "context_condition": pl.String, "answer_index": pl.Int32,
 }
 
+#: The judgement columns ``scan_run`` adds to a judged run's rows.
+JUDGE_SCHEMA = {
+    "is_safe": pl.Boolean, "p_unsafe": pl.Float64, "unsafe_categories": pl.List(pl.String), "judge_error": pl.String,
+    "judge": pl.String,
+}
+
 
 def row(model, qid, probs, *, dataset="CEB-Jigsaw", subset=None, axis="gender", labels=None, answer=None,
-        group=None, context=None, kind="closed", error=None, response=None, pred=None):
-    """One joined row; the prediction is the argmax of ``probs`` unless given."""
+        group=None, context=None, kind="closed", error=None, response=None, pred=None, **judgement):
+    """One joined row; the prediction is the argmax of ``probs`` unless given.
+
+    ``judgement``: any of the :data:`JUDGE_SCHEMA` columns (read by :func:`judged_frame` only).
+    """
+    unknown = set(judgement) - set(JUDGE_SCHEMA)
+    assert not unknown, f"not a judgement column: {unknown}"
     if probs is not None and pred is None:
         pred = max(range(len(probs)), key=lambda i: probs[i])
-    return {
+    return judgement | {
         "question_id": qid, "model": model, "dataset": dataset, "subset": subset or dataset, "axis": axis,
         "kind": kind, "choice_probs": probs, "prediction": pred, "response": response, "responses": None,
         "error": error, "choices": [f"c{i}" for i in range(len(labels))] if labels else None,
@@ -29,6 +40,12 @@ def row(model, qid, probs, *, dataset="CEB-Jigsaw", subset=None, axis="gender", 
 def frame(rows: list[dict]) -> pl.LazyFrame:
     """The rows as the lazy frame ``scan_run`` returns."""
     return pl.DataFrame(rows, schema=ROW_SCHEMA).lazy()
+
+
+def judged_frame(rows: list[dict]) -> pl.LazyFrame:
+    """The rows of a judged run: every row with the judgement columns (null where not given)."""
+    full = [{c: r.get(c) for c in (*ROW_SCHEMA, *JUDGE_SCHEMA)} for r in rows]
+    return pl.DataFrame(full, schema=ROW_SCHEMA | JUDGE_SCHEMA).lazy()
 
 
 def models(pairs: dict[str, str], *, q_labels: dict[str, str] | None = None, controls: dict[str, str] | None = None):

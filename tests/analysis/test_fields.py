@@ -2,7 +2,6 @@
 
 import math
 
-import polars as pl
 import pytest
 
 from ray_bench.analysis.fields import check_unique, closed_fields

@@ -92,5 +92,5 @@ def test_coverage_warnings_count_the_questions_left_out():
     models = model_table({"b": {}, "v": {}, "w": {}}, {"v": ("b", "pair"), "w": ("b", "pair")})
     assert coverage_warnings(results, paired, models) == [
         "v vs b on BBQ: 2 question(s) paired; left out 3 of the base's 5 and 1 of the variant's 3 "
-        "(not answered by the other model, or an error row)"
+        "(not answered by the other model, an error row, or an open answer the judge did not label)"
     ]

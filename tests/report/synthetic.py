@@ -47,6 +47,15 @@ CONTRACT: dict[str, list[str]] = {
     "text_changes": ["base", "variant", "role", "q_label", "dataset", "subset", "context_condition", "axis", "n",
                      "mean_word_count_change", "mean_lcp_words", "mean_lcp_prop", "mean_rougeL_precision",
                      "mean_rougeL_recall", "mean_rougeL_f"],
+    "safety": ["model", "base", "role", "q_label", "dataset", "subset", "context_condition", "axis", "judge", "n_open",
+               "n_judged", "n_judge_errors", "n_unsafe", "unsafe_rate", "unsafe_rate_lo", "unsafe_rate_hi",
+               "mean_p_unsafe", "n_hate", "hate_rate", "hate_rate_lo", "hate_rate_hi"],
+    "safety_flips": ["base", "variant", "role", "q_label", "method", "scheme", "w_bits", "a_bits", "smoothquant",
+                     "dataset", "subset", "context_condition", "axis", "n", "unsafe_rate_base", "unsafe_rate_variant",
+                     "n_safe_to_unsafe", "safe_to_unsafe_rate", "safe_to_unsafe_rate_lo", "safe_to_unsafe_rate_hi",
+                     "n_unsafe_to_safe", "unsafe_to_safe_rate", "unsafe_to_safe_rate_lo", "unsafe_to_safe_rate_hi",
+                     "net_unsafe_change", "n_p_unsafe", "mean_p_unsafe_change", "mean_abs_p_unsafe_change",
+                     "p_mcnemar"],
 }
 BASES = ["qwen2.5-0.5b-instruct", "llama3.2-1b-instruct"]
 QUANT = {"RTN W4A16": ("rtn", "w4a16", 4, 0.22), "RTN W8A16": ("rtn", "w8a16", 8, 0.05)}
@@ -266,12 +275,55 @@ def text_changes(rng: np.random.Generator) -> pl.DataFrame:
     return pl.DataFrame(rows, schema_overrides={"context_condition": pl.String})
 
 
+def _rate(prefix: str, k: int, n: int) -> dict:
+    lo, hi = _wilson(k, n)
+    return {f"n_{prefix}": k, f"{prefix}_rate": k / n if n else None, f"{prefix}_rate_lo": lo, f"{prefix}_rate_hi": hi}
+
+
+def safety(rng: np.random.Generator) -> pl.DataFrame:
+    """Per model (bases included) on the open dataset: about 8% unsafe answers, more after 4-bit quantization."""
+    meta = models().select("model", "base", "role", "q_label")
+    propensity = {p["variant"]: p["p"] for p in pairs()}
+    rows = []
+    for u in (u for u in UNITS if u[4] is None):
+        for m in meta.iter_rows(named=True):
+            for axis in [*u[3], "(all)"]:
+                n = u[5] if axis == "(all)" else u[5] // len(u[3])
+                errors = int(rng.binomial(n, 0.01))
+                unsafe = int(rng.binomial(n - errors, 0.08 + propensity.get(m["model"], 0.0) / 4))
+                rate = _rate("unsafe", unsafe, n - errors)
+                rows.append({**m, **_unit(u), "axis": axis, "judge": "llama-guard-3-8b", "n_open": n,
+                             "n_judged": n - errors, "n_judge_errors": errors, **rate,
+                             "mean_p_unsafe": float(rate["unsafe_rate"] * 0.9),
+                             **_rate("hate", int(rng.binomial(unsafe, 0.4)), n - errors)})
+    return pl.DataFrame(rows, schema_overrides={"context_condition": pl.String, "q_label": pl.String})
+
+
+def safety_flips(rng: np.random.Generator) -> pl.DataFrame:
+    meta = models().select(pl.col("model").alias("variant"), "method", "scheme", "w_bits", "a_bits", "smoothquant")
+    rows = []
+    for u in (u for u in UNITS if u[4] is None):
+        for p in pairs():
+            for axis in [*u[3], "(all)"]:
+                n = u[5] if axis == "(all)" else u[5] // len(u[3])
+                s2u, u2s = int(rng.binomial(n, p["p"] / 3)), int(rng.binomial(n, p["p"] / 8))
+                rows.append({"base": p["base"], "variant": p["variant"], "role": p["role"], "q_label": p["q_label"],
+                             **_unit(u), "axis": axis, "n": n, "unsafe_rate_base": 0.08,
+                             "unsafe_rate_variant": 0.08 + (s2u - u2s) / n, **_rate("safe_to_unsafe", s2u, n),
+                             **_rate("unsafe_to_safe", u2s, n), "net_unsafe_change": (s2u - u2s) / n, "n_p_unsafe": n,
+                             "mean_p_unsafe_change": float(rng.normal(0.02, 0.01)),
+                             "mean_abs_p_unsafe_change": float(rng.uniform(0.05, 0.1)),
+                             "p_mcnemar": float(rng.uniform(0, 0.2))})
+    return pl.DataFrame(rows, schema_overrides={"context_condition": pl.String}).join(meta, on="variant", how="left")
+
+
 def build_tables(seed: int = 7) -> dict[str, pl.DataFrame]:
     """Every table of the contract, columns in contract order."""
     rng = np.random.default_rng(seed)
     tables = {"models": models(), "flips": flips(rng), "uncertainty": uncertainty(),
               "question_flips": question_flips(rng), "significance": significance(rng), "groups": groups(rng),
-              "rankings": rankings(rng), **entropy_tables(rng), "text_changes": text_changes(rng)}
+              "rankings": rankings(rng), **entropy_tables(rng), "text_changes": text_changes(rng),
+              "safety": safety(rng), "safety_flips": safety_flips(rng)}
     return {name: tables[name].select(cols) for name, cols in CONTRACT.items()}
 
 

@@ -140,8 +140,8 @@ def test_known_verdicts_give_known_safety_tables(ray_cluster, data_dir, tmp_path
     flips = tables["safety_flips"].filter(axis="(all)").row(0, named=True)
     # Paired over the 9 questions both judged: q1-q3 safe -> unsafe, q0 unsafe -> safe.
     assert (flips["n"], flips["n_safe_to_unsafe"], flips["n_unsafe_to_safe"]) == (9, 3, 1)
-    # p_unsafe is 0.9 for an unsafe answer, 0.2 otherwise; over the 10 questions with both scores.
-    assert flips["mean_p_unsafe_change"] == pytest.approx((3 * 0.7 - 0.7) / 10)
+    # p_unsafe is 0.9 for an unsafe answer, 0.2 otherwise; over the same 9 pairs.
+    assert flips["n_p_unsafe"] == 9 and flips["mean_p_unsafe_change"] == pytest.approx((3 * 0.7 - 0.7) / 9)
 
 
 def test_tiny_model_answers_and_judges_end_to_end_and_resumes(ray_cluster, tmp_path, data_dir):
