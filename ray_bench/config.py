@@ -204,7 +204,7 @@ class JudgeOptions(_Strict):
         model: The judge checkpoint (name used in paths: ``judge-<name>``).
         engine: Its engine; greedy with 100 new tokens unless set.
         resources: What each judge actor reserves, and how many there are.
-        turns: Multi-turn answers (FMT10K): ``all`` judges the whole conversation; ``last``
+        judge_turns: Multi-turn answers (FMT10K): ``all`` judges the whole conversation; ``last``
             the last user turn and answer only (what the reference did).
         score: Also compute ``p_unsafe`` (one scoring pass over the judge prompt).
     """
@@ -214,7 +214,7 @@ class JudgeOptions(_Strict):
         default_factory=lambda: EngineConfig(max_new_tokens=JUDGE_MAX_NEW_TOKENS)
     )
     resources: ResourceConfig = Field(default_factory=ResourceConfig)
-    turns: Literal["all", "last"] = "all"
+    judge_turns: Literal["all", "last"] = "all"
     score: bool = True
 
     @field_validator("model", mode="before")

@@ -64,6 +64,6 @@ def test_judge_engine_gets_the_reference_length_unless_set():
     assert JudgeOptions.model_validate({"engine": {"name": "vllm"}}).engine.max_new_tokens == 100
     assert JudgeOptions.model_validate({"engine": {"max_new_tokens": 20}}).engine.max_new_tokens == 20
     judge = JudgeOptions.model_validate({"model": "lg=org/guard"})
-    assert (judge.model.name, judge.model.path, judge.turns) == ("lg", "org/guard", "all")
-    with pytest.raises(ValueError, match="turns"):
-        JudgeOptions.model_validate({"turns": "first"})
+    assert (judge.model.name, judge.model.path, judge.judge_turns) == ("lg", "org/guard", "all")
+    with pytest.raises(ValueError, match="judge_turns"):
+        JudgeOptions.model_validate({"judge_turns": "first"})

@@ -48,7 +48,7 @@ def judge(
     overrides: dict[str, Any] = {
         "results": results, "models": model, "data_dir": data, "ray_address": address,
         "judge": {
-            "model": judge_model, "turns": judge_turns, "score": False if no_score else None,
+            "model": judge_model, "judge_turns": judge_turns, "score": False if no_score else None,
             "engine": {"name": engine, "dtype": dtype}, "resources": {"device": device},
         },
     }

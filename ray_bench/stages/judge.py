@@ -3,7 +3,7 @@
 A job is one result shard with open rows; its judgement shard goes beside it,
 ``<out>/<model>/<dataset>/judge-<judge>/shard-NNNNN.parquet`` (:func:`ray_bench.results.judgement_key`).
 The judge sees its own chat template over the conversation: single-turn, the user prompt and
-the answer; multi-turn (FMT10K), every turn by default or only the last with ``turns: last``
+the answer; multi-turn (FMT10K), every turn by default or only the last with ``judge_turns: last``
 (what the reference judged, notes reference-benchmark.md 3.2). Its fingerprint covers the
 answers it judges and the judge's settings, so a recomputed answer is judged again.
 """
@@ -73,7 +73,7 @@ class JudgeStage:
         """What the fingerprint of every judgement covers (and the manifest records)."""
         engine = self.engine.model_dump(mode="json", include={"name", "dtype", "max_new_tokens", "temperature",
                                                                "top_p", "seed", "options"})
-        return {"path": self.options.model.path, "revision": self.options.model.revision, "turns": self.options.turns,
+        return {"path": self.options.model.path, "revision": self.options.model.revision, "judge_turns": self.options.judge_turns,
                 "score": self.options.score, "engine": engine}
 
     def initial_jobs(self) -> tuple[list[ShardJob], int]:
@@ -130,7 +130,7 @@ class JudgeStage:
             messages: tuple[tuple[str, str], ...] = ()
             if error is None:
                 responses = row["responses"] or [row["response"] or ""]
-                messages = conversation(turns or [prompt], responses, self.options.turns)
+                messages = conversation(turns or [prompt], responses, self.options.judge_turns)
             out.append({**{k: row[k] for k in ("question_id", "model", "dataset", "subset", "axis")},
                         "roles": [m[0] for m in messages], "contents": [m[1] for m in messages], "error": error})
         task = JudgeTask(self.judge, self.engine.decoding(), self.options.score)

@@ -69,3 +69,21 @@ def test_hf_option_typo_suggests_closest(tmp_path, capsys):
     err = _fail(["run", "--model", "m=org/x", "--dataset", "BBQ", "--data", str(tmp_path),
                  "--out", str(tmp_path / "o"), "--engine-option", "share_prefix=false"], capsys)
     assert "unknown hf engine option 'share_prefix'" in err[0] and "share_prefixes" in err[0]
+
+
+def test_judge_without_a_run_manifest(tmp_path, capsys):
+    err = _fail(["judge", "--results", str(tmp_path), "--judge", "lg=org/guard", "--engine", "dummy"], capsys)
+    assert err[0].startswith("Error: ") and "no run manifest" in err[0] and err[1].startswith("Hint:")
+
+
+def test_judge_bad_turns_and_a_missing_judge_checkpoint(tmp_path, capsys):
+    err = _fail(["judge", "--results", str(tmp_path), "--judge-turns", "first"], capsys)
+    assert "judge.judge_turns" in err[0] and len(err) == 2
+    err = _fail(["judge", "--results", str(tmp_path), "--judge", f"lg={tmp_path}/missing"], capsys)
+    assert "does not exist" in err[0] and err[1].startswith("Hint:")
+
+
+def test_reference_decoding_with_a_temperature_is_refused(tmp_path, capsys):
+    err = _fail(["run", "--model", "m=org/x", "--dataset", "BBQ", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--reference-decoding", "--temperature", "0.5"], capsys)
+    assert "reference_decoding fixes the decoding" in err[0] and "temperature" in err[0]

@@ -112,8 +112,8 @@ def test_judge_command_resumes_rejudges_new_answers_and_refuses_other_settings(r
     assert driver.run(rerun, progress=False).done == 1
     third = driver.judge(judge_config, progress=False)
     assert (third.done, third.skipped) == (1, 3) and third.judged[("base", SINGLE)] == [4, 2, 0]
-    other = judge_config.model_copy(update={"judge": judge_config.judge.model_copy(update={"turns": "last"})})
-    with pytest.raises(ResumeMismatchError, match="turns"):
+    other = judge_config.model_copy(update={"judge": judge_config.judge.model_copy(update={"judge_turns": "last"})})
+    with pytest.raises(ResumeMismatchError, match="judge_turns"):
         driver.judge(other, progress=False)
 
 
