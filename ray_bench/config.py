@@ -242,6 +242,8 @@ class RunConfig(_Strict):
             sharding (and before ``limit``), so every shard is a random sample; ``None`` keeps
             the prepared order.
         judge: Judge the open-ended answers in the same job (``run --judge``).
+        recompute_bad: Move shard files that fail verification to ``<out>/bad-shards/`` and
+            recompute them, instead of stopping with an error that names them.
     """
 
     models: ModelList
@@ -257,6 +259,7 @@ class RunConfig(_Strict):
     seed: int = 0
     shuffle_seed: int | None = None
     judge: JudgeOptions | None = None
+    recompute_bad: bool = False
 
     @model_validator(mode="after")
     def _unique_models(self) -> RunConfig:

@@ -139,6 +139,12 @@ class ResumeMismatchError(ResultsError):
     )
 
 
+class CorruptShardError(ResultsError):
+    """A shard file exists but is not whole (truncated, scrambled, or not ray-bench's)."""
+
+    default_hint = "Rerun the same command with --recompute-bad: it moves the file aside and recomputes it."
+
+
 class AnalysisError(RayBenchError):
     """The analysis inputs do not allow the requested computation."""
 

@@ -89,3 +89,32 @@ def collect() -> dict:
         "argv": sys.argv,
         "recorded_at": now_iso(),
     }
+
+
+#: Bytes hashed at each end of every weight file by :func:`checkpoint_digest`.
+_DIGEST_WINDOW = 1 << 20
+
+
+def checkpoint_digest(path: str | Path) -> str | None:
+    """A cheap identity of a local checkpoint directory, ``None`` for a hub id.
+
+    SHA-256 over ``config.json`` and, per weight file (``*.safetensors``, ``*.bin``, sorted), its
+    name, size and first and last MiB. Hashing every byte of an 8B model costs tens of seconds;
+    the ends hold the safetensors header (names, shapes, offsets) and real weights, so a model
+    re-created under the same name with other weights changes the digest.
+    """
+    import hashlib
+
+    root = Path(path).expanduser()
+    if not (root / "config.json").is_file():
+        return None
+    digest = hashlib.sha256((root / "config.json").read_bytes())
+    for weights in sorted([*root.glob("*.safetensors"), *root.glob("*.bin")]):
+        size = weights.stat().st_size
+        digest.update(f"\x00{weights.name}\x00{size}\x00".encode())
+        with weights.open("rb") as handle:
+            digest.update(handle.read(_DIGEST_WINDOW))
+            if size > 2 * _DIGEST_WINDOW:
+                handle.seek(size - _DIGEST_WINDOW)
+                digest.update(handle.read(_DIGEST_WINDOW))
+    return digest.hexdigest()[:16]

@@ -84,6 +84,10 @@ def run(
     shuffle_seed: Annotated[
         Optional[int], typer.Option("--shuffle-seed", help="Shard each dataset's questions in this seeded random order.")
     ] = None,
+    recompute_bad: Annotated[
+        Optional[bool],
+        typer.Option("--recompute-bad", help="Move damaged shard files to OUT/bad-shards/ and recompute them."),
+    ] = None,
 ) -> None:
     """Run models over datasets on Ray; finished shards are skipped on rerun.
 
@@ -103,7 +107,7 @@ def run(
         "models": model, "datasets": dataset, "data_dir": data, "out_dir": out, "limit": limit,
         "shard_size": shard_size, "bbq_context": bbq_context, "ray_address": address, "seed": seed,
         "engine": engine_overrides, "resources": {"device": device, "replicas": replicas},
-        "shuffle_seed": shuffle_seed, "judge": {"model": judge} if judge else None,
+        "shuffle_seed": shuffle_seed, "judge": {"model": judge} if judge else None, "recompute_bad": recompute_bad,
     }
     cfg = build_run_config(config, overrides)
     summary = run_pipeline(cfg, progress=not quiet)

@@ -29,6 +29,8 @@ class LoadedDataset:
         missing: Relative paths of expected files the source does not have.
         files: Where each axis was read from (path, URL, or the stimuli file for IAT).
         ignored: JSON files in a local source folder that are not known axes (not read).
+        warnings: Rows that are kept but cannot be scored as they stand (a closed question whose
+            choices repeat a text), each naming the file, row and field.
     """
 
     spec: DatasetSpec
@@ -37,6 +39,7 @@ class LoadedDataset:
     missing: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_dataset(spec: DatasetSpec, source: Source, iat_stimuli: str | None = None) -> LoadedDataset:
@@ -109,9 +112,30 @@ def _add_rows(loaded: LoadedDataset, axis: str, file: str, rows: list[Any]) -> N
         ctx = RowContext(file=file, row=i, dataset=spec.family, subset=spec.name, axis=axis, kind=spec.kind)
         if not isinstance(raw, dict):
             raise ctx.fail(f"expected a JSON object, got a JSON {_json_type(raw)}")
-        loaded.questions.append(parser(raw, ctx))
+        question = parser(raw, ctx)
+        _warn_duplicate_choices(loaded, question, ctx)
+        loaded.questions.append(question)
     loaded.counts[axis] = len(rows)
     loaded.files[axis] = file
+
+
+def _warn_duplicate_choices(loaded: LoadedDataset, question: Question, ctx: RowContext) -> None:
+    """Record a warning when two choices of ``question`` are the same text.
+
+    Identical texts get identical scores, so the question cannot tell them apart and an
+    argmax would always pick the first. The row is kept (the reference counts include it,
+    e.g. BiasLens/Choices/culture/329); the answer stage gives it an error row instead.
+    """
+    first_at: dict[str, int] = {}
+    for i, text in enumerate(question.choices or ()):
+        j = first_at.setdefault(text, i)
+        if j != i:
+            where = f"file {ctx.file}, row {ctx.row}, field 'choices'"
+            loaded.warnings.append(
+                f"{where}: choices {j} and {i} are the same text {text!r} (question {question.question_id!r}); "
+                "kept, but runs give it an error row instead of a score: fix the source file to score it"
+            )
+            return
 
 
 def _check_unique_ids(loaded: LoadedDataset) -> None:

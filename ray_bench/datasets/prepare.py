@@ -44,6 +44,8 @@ class PreparedDataset:
         expected: Reference rows per axis present (``None`` where unknown).
         missing: Expected source files that were absent.
         conditions: Rows per BBQ context condition (empty for other datasets).
+        warnings: Rows kept but not scorable as they stand (duplicate choice texts), each with
+            its file, row and field; also sent to the log as ``Warning:`` lines.
     """
 
     name: str
@@ -55,6 +57,7 @@ class PreparedDataset:
     expected: Mapping[str, int | None]
     missing: tuple[str, ...]
     conditions: Mapping[str, int]
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,9 @@ def _write_all(loaded: list[LoadedDataset], out: Path, emit: Log) -> list[Prepar
 
 
 def _warn_incomplete(item: LoadedDataset, is_sample: bool, emit: Log) -> None:
+    # A row that cannot be scored is a problem of the data, sample or not.
+    for warning in item.warnings:
+        emit(f"Warning: {item.spec.name}: {warning}")
     # The sample set is partial by design: its gaps are recorded but not worth a warning.
     if is_sample:
         return
@@ -200,6 +206,7 @@ def _prepared_entry(item: LoadedDataset, path: Path) -> PreparedDataset:
         expected={axis: item.spec.expected(axis) for axis in item.counts},
         missing=tuple(item.missing),
         conditions=dict(sorted(conditions.items())),
+        warnings=tuple(item.warnings),
     )
 
 

@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ray_bench.engines.base import Message, ScoreRequest
 
+#: Version of the prompt-rendering rules above; recorded in every result shard so that a
+#: change of what models see never mixes with shards rendered the old way. Bump on any change.
+PROMPT_VERSION = 1
+
 #: Used when a tokenizer has no chat template (the reference's fallback format).
 FALLBACK_TEMPLATE = "User: {content}\n\nAssistant: "
 

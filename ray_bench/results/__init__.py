@@ -11,7 +11,9 @@ from ray_bench.results.shards import (
     SHARD_GLOB,
     judgement_key,
     read_fingerprint,
+    read_metadata,
     shard_path,
+    verify_shard,
     write_shard,
 )
 
@@ -23,7 +25,9 @@ __all__ = [
     "judgement_key",
     "model_settings",
     "read_fingerprint",
+    "read_metadata",
     "scan_run",
     "shard_path",
+    "verify_shard",
     "write_shard",
 ]

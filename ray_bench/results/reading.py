@@ -168,8 +168,23 @@ def _join_judgements(rows: pl.LazyFrame, results_dir: Path, manifest: dict[str, 
             hint="Pick one with --judge NAME.",
         )
     (files,) = judges.values()
+    _verify(files)
     verdicts = pl.scan_parquet([str(p) for p in files]).select("model", "subset", "question_id", *JUDGEMENT_COLUMNS)
     return rows.join(verdicts, on=["model", "subset", "question_id"], how="left")
+
+
+def _verify(files: list[Path]) -> None:
+    """Refuse to read a damaged shard (the analysis would die later without naming it)."""
+    from ray_bench.errors import CorruptShardError
+    from ray_bench.results.shards import verify_shard
+
+    for path in files:
+        problem = verify_shard(path)
+        if problem is not None:
+            raise CorruptShardError(
+                f"shard {str(path)!r} is damaged: {problem}",
+                hint="Rerun the `ray-bench run` command with --recompute-bad to recompute it, then analyze again.",
+            )
 
 
 def scan_run(results_dir: str | Path, data_dir: str | Path | None = None, judge: str | None = None) -> RunData:
@@ -200,6 +215,7 @@ def scan_run(results_dir: str | Path, data_dir: str | Path | None = None, judge:
             f"no result shards under {str(root)!r} (expected {SHARD_GLOB})",
             hint="Run `ray-bench run ... --out DIR` first, then pass that DIR.",
         )
+    _verify(files)
     data = resolve_data_dir(root, manifest, data_dir)
     subsets = sorted({p.parent.name for p in files})
     results = pl.scan_parquet([str(p) for p in files])

@@ -9,7 +9,7 @@ fingerprint in the Parquet metadata, so it describes itself even without the man
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ray_bench.atomic import atomic_path
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 FINGERPRINT_KEY = b"ray_bench.shard_fingerprint"
+ROWS_KEY = b"ray_bench.rows"
 SHARD_GLOB = "*/*/shard-*.parquet"
 #: Judgement shards live beside the results they judge: ``<model>/<dataset>/judge-<name>/``.
 JUDGE_PREFIX = "judge-"
@@ -43,10 +44,47 @@ def write_shard(
     meta[FINGERPRINT_KEY] = fingerprint.encode()
     for key, value in (metadata or {}).items():
         meta[f"ray_bench.{key}".encode()] = value.encode()
+    meta[ROWS_KEY] = str(table.num_rows).encode()
     schema = schema or result_schema()
     table = table.cast(schema).replace_schema_metadata({**(schema.metadata or {}), **meta})
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        # Page CRCs let a reader find scrambled bytes behind an intact footer (verify_shard).
+        pq.write_table(table, tmp, write_page_checksum=True)
+
+
+def verify_shard(path: Path) -> str | None:
+    """Why the shard file at ``path`` cannot be trusted, or ``None`` when it is whole.
+
+    Whole: the footer parses, every page's CRC matches, and the row count equals the one
+    recorded when it was written. Reads the file once (shards are small).
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        table = pq.read_table(path, page_checksum_verification=True)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for damaged files
+        text = str(exc).strip().splitlines()
+        return f"unreadable ({type(exc).__name__}: {text[0] if text else ''})"
+    if FINGERPRINT_KEY not in meta:
+        return "not written by ray-bench (no fingerprint in its metadata)"
+    rows = meta.get(ROWS_KEY)
+    if rows is not None and int(rows) != table.num_rows:
+        return f"holds {table.num_rows} rows, {int(rows)} were written"
+    return None
+
+
+def read_metadata(path: Path, key: str) -> Any:
+    """The JSON value stored under ``ray_bench.<key>`` in a shard's metadata, or ``None``."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(f"ray_bench.{key}".encode())
+        return json.loads(raw) if raw else None
+    except (OSError, ValueError):
+        return None
 
 
 def judgement_key(result_key: str, judge: str) -> str:

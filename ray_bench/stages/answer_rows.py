@@ -61,11 +61,34 @@ def call_isolated(
     return out
 
 
+def _duplicate_choice_error(choices: Sequence[str]) -> str | None:
+    """The row error of a question whose choices repeat a text, or ``None`` if all differ."""
+    first_at: dict[str, int] = {}
+    for i, text in enumerate(choices):
+        j = first_at.setdefault(text, i)
+        if j != i:
+            return f"choices {j} and {i} are the same text {text!r}: the question cannot tell them apart; fix the dataset"
+    return None
+
+
 def _closed_rows(engine: Engine, rows: list[dict]) -> list[dict]:
-    requests = [ScoreRequest(r["question_id"], r["prompt"], tuple(r["choices"] or ())) for r in rows]
-    scores = call_isolated(engine.score_choices, requests, lambda q, e: ChoiceScores(q.question_id, error=e))
+    # Identical choice texts get identical scores and the argmax always picks the first:
+    # such a question is never sent to the engine, so it can never count as an answer.
+    refused = {}
+    for r in rows:
+        error = _duplicate_choice_error(r["choices"] or ())
+        if error is not None:
+            refused[r["question_id"]] = ChoiceScores(r["question_id"], error=error)
+    requests = [
+        ScoreRequest(r["question_id"], r["prompt"], tuple(r["choices"] or ()))
+        for r in rows
+        if r["question_id"] not in refused
+    ]
+    # call_isolated keeps request order, so the scored rows fill the gaps between the refused ones.
+    scored = iter(call_isolated(engine.score_choices, requests, lambda q, e: ChoiceScores(q.question_id, error=e)))
     out = []
-    for score in scores:
+    for r in rows:
+        score = refused[r["question_id"]] if r["question_id"] in refused else next(scored)
         try:
             probs = list(score.probs) or None
         except ValueError as exc:  # e.g. a choice scored with 0 tokens

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray_bench.errors import ResumeMismatchError
-from ray_bench.results import judgement_key, read_fingerprint, shard_path, write_shard
+from ray_bench.results import judgement_key, read_fingerprint, shard_path, verify_shard, write_shard
+from ray_bench.stages.answer import move_aside
 from ray_bench.stages.base import ShardJob
 from ray_bench.stages.judge_rows import JudgeTask
 
@@ -85,6 +86,11 @@ class JudgeStage:
                 continue
             path = shard_path(self.out_dir, job.key)
             if not path.exists():
+                pending.append(job)
+                continue
+            if verify_shard(path) is not None:
+                # Verdicts are derived data: a damaged file is kept aside and judged again.
+                move_aside(path, self.out_dir, job.key)
                 pending.append(job)
                 continue
             found = read_fingerprint(path)

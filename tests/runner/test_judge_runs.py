@@ -105,11 +105,14 @@ def test_judge_command_resumes_rejudges_new_answers_and_refuses_other_settings(r
     assert len(judged) == 4
     again = driver.judge(judge_config, progress=False)
     assert (again.done, again.skipped) == (0, 4)
-    # A recomputed answer shard (new answers, same questions) is judged again, only it.
-    (run_config.out_dir / f"base/{SINGLE}/shard-00000.parquet").unlink()
-    rerun = run_config.model_copy(update={"engine": run_config.engine.model_copy(
-        update={"options": {"unsafe": {"base": [f"{SINGLE}/0", f"{SINGLE}/1"]}}})})
-    assert driver.run(rerun, progress=False).done == 1
+    # A recomputed answer shard (new answers, same questions and config: e.g. sampled again) is
+    # judged again, only it.
+    path = run_config.out_dir / f"base/{SINGLE}/shard-00000.parquet"
+    table = pq.read_table(path)
+    responses = table.column("response").to_pylist()
+    responses[0] = "UNSAFE text"
+    pq.write_table(table.set_column(table.schema.get_field_index("response"), "response",
+                                    pa.array(responses, pa.string())), path, write_page_checksum=True)
     third = driver.judge(judge_config, progress=False)
     assert (third.done, third.skipped) == (1, 3) and third.judged[("base", SINGLE)] == [4, 2, 0]
     other = judge_config.model_copy(update={"judge": judge_config.judge.model_copy(update={"judge_turns": "last"})})
