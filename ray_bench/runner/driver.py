@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from ray_bench import provenance
 from ray_bench.config import EngineConfig, JudgeConfig, JudgeOptions, ModelSpec, ResourceConfig, RunConfig
 from ray_bench.errors import ConfigError, EngineStartError, ResultsError
-from ray_bench.runner.manifest import Manifest
+from ray_bench.runner.lock import output_lock
+from ray_bench.runner.manifest import Manifest, rebuild_shards
 from ray_bench.runner.schedule import ShardHook, schedule
 from ray_bench.runner.session import ray_session, resolve_device
 
@@ -158,14 +159,32 @@ def run(config: RunConfig, *, progress: bool = True, on_shard: ShardHook | None 
     Returns:
         A :class:`RunSummary`; failed shards are listed there (and rerunning retries them).
     """
-    from ray_bench.stages.answer import AnswerStage
-
     started = time.time()
     validate_models(config)
     questions = load_questions(config)
     out_dir = Path(config.out_dir)
+    with output_lock(out_dir, "run"):
+        manifest = _open_manifest(out_dir)
+        manifest.check_models({m.name: m.path for m in config.models})
+        summary = _run_locked(config, questions, out_dir, manifest, progress, on_shard)
+    summary.seconds = round(time.time() - started, 2)
+    return summary
+
+
+def _open_manifest(out_dir: Path) -> Manifest:
+    """The directory's manifest; its shard entries rebuilt from the files if it was lost."""
     manifest = Manifest.load_or_create(out_dir)
-    manifest.check_models({m.name: m.path for m in config.models})
+    if rebuild_shards(manifest, out_dir):
+        manifest.save()
+    return manifest
+
+
+def _run_locked(
+    config: RunConfig, questions: dict[str, pa.Table], out_dir: Path, manifest: Manifest,
+    progress: bool, on_shard: ShardHook | None,
+) -> RunSummary:
+    from ray_bench.stages.answer import AnswerStage
+
     answer = AnswerStage(config, questions)
     pending, done = answer.initial_jobs()
     stages: list[Stage] = [answer]
@@ -184,7 +203,6 @@ def run(config: RunConfig, *, progress: bool = True, on_shard: ShardHook | None 
         manifest.set_model(model.name, _model_entry(config, model.name))
     manifest.save()
     _run_stages(stages, initial, manifest, summary, config.ray_address, progress, on_shard)
-    summary.seconds = round(time.time() - started, 2)
     return summary
 
 
@@ -241,16 +259,17 @@ def judge(config: JudgeConfig, *, progress: bool = True, on_shard: ShardHook | N
             f"{str(out_dir)!r} holds no run manifest (manifest.json)",
             hint="Pass the --out directory of a `ray-bench run` with --results.",
         )
-    manifest = Manifest.load_or_create(out_dir)
-    sources = _answer_shards(manifest, config.models, out_dir)
-    data_dir = resolve_data_dir(out_dir, manifest.data, config.data_dir)
-    questions = _questions_of(data_dir, sorted({job.dataset for job in sources}))
-    stage = _judge_stage(config.judge, out_dir, questions, sources, manifest)
-    pending, done = stage.initial_jobs()
-    summary = RunSummary(out_dir=out_dir, skipped=done)
-    manifest.start_run(config.model_dump(mode="json"), provenance.collect(), command="judge")
-    manifest.save()
-    _run_stages([stage], [pending], manifest, summary, config.ray_address, progress, on_shard)
+    with output_lock(out_dir, "judge"):
+        manifest = _open_manifest(out_dir)
+        sources = _answer_shards(manifest, config.models, out_dir)
+        data_dir = resolve_data_dir(out_dir, manifest.data, config.data_dir)
+        questions = _questions_of(data_dir, sorted({job.dataset for job in sources}))
+        stage = _judge_stage(config.judge, out_dir, questions, sources, manifest)
+        pending, done = stage.initial_jobs()
+        summary = RunSummary(out_dir=out_dir, skipped=done)
+        manifest.start_run(config.model_dump(mode="json"), provenance.collect(), command="judge")
+        manifest.save()
+        _run_stages([stage], [pending], manifest, summary, config.ray_address, progress, on_shard)
     summary.seconds = round(time.time() - started, 2)
     return summary
 

@@ -98,3 +98,41 @@ def _check_shape(data: Any, path: Path) -> None:
     for key, entry in data.get("shards", {}).items():
         if not isinstance(entry, dict):
             raise ResultsError(f"{str(path)!r}: shard {key!r} is not an object", hint=hint)
+
+
+def rebuild_shards(manifest: Manifest, out_dir: Path) -> int:
+    """Re-create the shard and model entries of a lost manifest from the shard files.
+
+    Every shard file carries its fingerprint, row count and what made it (answer shards) or its
+    judge and source (judgement shards), so nothing the resume and the readers need is lost
+    with ``manifest.json``. Damaged files are not entered (the resume then reports them).
+
+    Returns:
+        How many entries were rebuilt (0 when the manifest already has shard entries).
+    """
+    import pyarrow.parquet as pq
+
+    from ray_bench.results.shards import JUDGEMENT_GLOB, SHARD_GLOB, verify_shard
+
+    if manifest.data.get("shards"):
+        return 0
+    rebuilt = 0
+    for path in sorted([*out_dir.glob(SHARD_GLOB), *out_dir.glob(JUDGEMENT_GLOB)]):
+        if verify_shard(path) is not None:
+            continue
+        meta = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
+        key = str(path.relative_to(out_dir).with_suffix(""))
+        entry: dict[str, Any] = {"fingerprint": meta.get("ray_bench.shard_fingerprint"),
+                                 "questions": int(meta.get("ray_bench.rows", 0)), "status": "done", "rebuilt": True}
+        if "ray_bench.judge" in meta:
+            entry.update(stage="judge", judge=meta["ray_bench.judge"], source=meta.get("ray_bench.source"))
+            if "ray_bench.judge_settings" in meta:
+                manifest.set_judge(meta["ray_bench.judge"], {"settings": json.loads(meta["ray_bench.judge_settings"])})
+        else:
+            entry["stage"] = "answer"
+            made_by = json.loads(meta.get("ray_bench.made_by", "{}"))
+            if made_by.get("model_path"):
+                manifest.set_model(key.split("/")[0], {"path": made_by["model_path"], "revision": made_by.get("revision")})
+        manifest.set_shard(key, entry)
+        rebuilt += 1
+    return rebuilt

@@ -158,7 +158,8 @@ class JudgeStage:
 
         path = shard_path(self.out_dir, job.key)
         write_shard(path, table, job.fingerprint, schema=judgement_schema(),
-                    metadata={"judge": self.judge, "source": job.source or ""})
+                    metadata={"judge": self.judge, "source": job.source or "",
+                              "judge_settings": json.dumps(self.settings(), sort_keys=True)})
         safe = table.column("is_safe").to_pylist()
         return {
             "judge": self.judge,

@@ -65,10 +65,27 @@ def test_absent_files_are_warned_and_recorded(prepared):
     assert bbq.missing == tuple(f"closed_datasets/BBQ/{a}.json" for a in ABSENT_BBQ)
     assert report.skipped == {"SocialStigmaQA": ("closed_datasets/SocialStigmaQA/yes_no.json",)}
     warnings = [m for m in messages if m.startswith("Warning:")]
-    assert len(warnings) == 2  # BBQ's absent files and the skipped SocialStigmaQA; no count mismatch
+    # BBQ's absent files, the skipped SocialStigmaQA and culture/329's duplicate choices; no count mismatch.
+    assert len(warnings) == 3
     manifest = json.loads(Path(report.manifest).read_text())
     assert manifest["skipped"]["SocialStigmaQA"]["missing"] == ["closed_datasets/SocialStigmaQA/yes_no.json"]
     assert manifest["datasets"]["BBQ"]["missing"] == list(bbq.missing)
+
+
+def test_the_one_duplicate_choice_question_is_kept_and_warned(prepared, shared_ptbb):
+    out, report, messages = prepared
+    culture = shared_ptbb / "closed_datasets" / "BiasLens-Choices" / "culture.json"
+    assert [m for m in messages if "field 'choices'" in m] == [
+        f"Warning: BiasLens-Choices: file {culture}, row 329, field 'choices': choices 0 and 1 are the same text "
+        "'formal sector workers' (question 'BiasLens/Choices/culture/329'); kept, but runs give it an error row "
+        "instead of a score: fix the source file to score it"
+    ]
+    entries = {e.name: e for e in report.prepared}
+    assert [name for name, e in entries.items() if e.warnings] == ["BiasLens-Choices"]
+    rows = read_questions(out, "BiasLens-Choices").to_pylist()
+    (row,) = [r for r in rows if r["question_id"] == "BiasLens/Choices/culture/329"]
+    assert row["choices"] == ["formal sector workers", "formal sector workers", "I cannot make any choice"]
+    assert row["choice_labels"] == ["unbiased", "biased", "uncertain"]
 
 
 def test_labels_answers_and_groups_on_real_rows(prepared):

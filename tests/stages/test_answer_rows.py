@@ -2,6 +2,7 @@
 
 import math
 
+import pyarrow as pa
 import pytest
 
 from ray_bench.config import EngineConfig, ModelSpec
@@ -64,6 +65,58 @@ def test_batch_exception_is_isolated_to_the_bad_question(questions):
 def test_shard_where_everything_fails_raises(questions):
     with pytest.raises(EngineError, match="every question"):
         process_shard(_RaisesOnOne(), questions.slice(5, 2), "m")
+
+
+class _Recording:
+    """Wraps an engine and records which question ids reach ``score_choices``."""
+
+    def __init__(self, engine):
+        self.engine, self.scored = engine, []
+
+    def score_choices(self, requests):
+        self.scored.extend(r.question_id for r in requests)
+        return self.engine.score_choices(requests)
+
+    def generate(self, requests):
+        return self.engine.generate(requests)
+
+
+def _with_choices(questions, **choices_by_id):
+    rows = questions.to_pylist()
+    for row in rows:
+        row["choices"] = choices_by_id.get(row["question_id"], row["choices"])
+    return pa.Table.from_pylist(rows, schema=questions.schema)
+
+
+def test_duplicate_choices_get_an_error_row_and_never_reach_the_engine(questions):
+    shard = _with_choices(questions, **{"toy/c/1": ["YES", "YES", "Cannot be determined"],
+                                        "toy/c/3": ["A", "B", "A"]})
+    engine = _Recording(_dummy())
+    by_id = {r["question_id"]: r for r in process_shard(engine, shard, "m").to_pylist()}
+    assert by_id["toy/c/1"]["error"] == (
+        "choices 0 and 1 are the same text 'YES': the question cannot tell them apart; fix the dataset")
+    assert by_id["toy/c/3"]["error"] == (
+        "choices 0 and 2 are the same text 'A': the question cannot tell them apart; fix the dataset")
+    for qid in ("toy/c/1", "toy/c/3"):
+        row = by_id[qid]
+        assert (row["prediction"], row["choice_probs"], row["choice_logprob_sums"], row["choice_num_tokens"]) == (
+            None, None, None, None)
+    assert engine.scored == ["toy/c/0", "toy/c/2", "toy/c/4"]
+    # The other rows are what the same engine gives on the untouched shard, in question order.
+    reference = {r["question_id"]: r for r in process_shard(_dummy(), questions, "m").to_pylist()}
+    assert list(by_id) == list(reference)
+    for qid in reference.keys() - {"toy/c/1", "toy/c/3"}:
+        assert by_id[qid] == reference[qid] and by_id[qid]["error"] is None
+
+
+def test_shard_of_only_duplicate_choice_questions_is_written_with_error_rows(questions):
+    # Not an engine failure: a rerun cannot fix it, so the shard is not refused the way an all-failed one is.
+    closed = _with_choices(questions.slice(0, 2), **{"toy/c/0": ["x", "x"], "toy/c/1": ["y", "y", "z"]})
+    engine = _Recording(_dummy())
+    table = process_shard(engine, closed, "m")
+    assert engine.scored == []
+    assert [e.split(":")[0] for e in table.column("error").to_pylist()] == [
+        "choices 0 and 1 are the same text 'x'", "choices 0 and 1 are the same text 'y'"]
 
 
 def test_plan_covers_every_question_once():
