@@ -16,7 +16,7 @@ import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ray_bench.errors import ConfigError
 from ray_bench.registry import Registry
@@ -223,6 +223,23 @@ def check_engine_options(config: EngineConfig) -> None:
     if target is not None:
         module_name, _, attr = target.partition(":")
         getattr(importlib.import_module(module_name), attr)(config.options)
+
+
+#: Engine options that change speed or memory, not what is computed: a resume may change them
+#: (e.g. a lower ``gpu_memory_utilization`` after an out-of-memory error). Every other option is
+#: part of what made a result shard (``ray_bench.stages.answer``).
+OPERATIONAL_OPTIONS: dict[str, frozenset[str]] = {
+    "hf": frozenset({"share_prefixes", "min_shared_tokens", "max_row_tokens"}),
+    "vllm": frozenset({"gpu_memory_utilization", "kv_cache_memory_bytes", "block_size", "max_num_seqs",
+                       "max_num_batched_tokens"}),
+    "dummy": frozenset({"delay_s", "crash_on", "crash_marker"}),
+}
+
+
+def result_options(config: EngineConfig) -> dict[str, Any]:
+    """``config.options`` without the engine's :data:`OPERATIONAL_OPTIONS`."""
+    skip = OPERATIONAL_OPTIONS.get(config.name, frozenset())
+    return {k: v for k, v in config.options.items() if k not in skip}
 
 
 # Driver-side checks that need the whole run (models, resources), same lazy form.

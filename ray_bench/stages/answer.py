@@ -135,11 +135,12 @@ class AnswerStage:
     def made_by(self, job: ShardJob) -> dict[str, Any]:
         """What makes a shard's numbers: the checkpoint, engine, dtype, device, options, system
         prompt, prompt-rendering version and, for datasets with open questions, the decoding."""
+        from ray_bench.engines.base import result_options
         from ray_bench.engines.prompts import PROMPT_VERSION
 
         engine = self.engine
         out = {**self._models[job.model], "engine": engine.name, "dtype": engine.dtype, "device": engine.device,
-               "engine_options": engine.options, "system_prompt": engine.system_prompt,
+               "engine_options": result_options(engine), "system_prompt": engine.system_prompt,
                "prompt_version": PROMPT_VERSION}
         if self._open.get(job.dataset):
             out["decoding"] = asdict(engine.decoding(job.dataset))
