@@ -27,6 +27,7 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     if address:
         ray.init(address=address)
     else:
+        reap_orphaned_agents()
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         debug = os.environ.get("RAY_BENCH_DEBUG", "") not in ("", "0")
@@ -65,3 +66,40 @@ def actor_options(resources: ResourceConfig, device: str) -> dict[str, Any]:
     if device == "gpu":
         return {**base, "num_gpus": resources.gpus_per_worker, "num_cpus": 0}
     return {**base, "num_cpus": resources.cpus_per_worker, "num_gpus": 0}
+
+
+def reap_orphaned_agents() -> list[int]:
+    """Kill Ray agent processes left behind by a local instance whose raylet is gone.
+
+    After a SIGKILL of the driver that started a local Ray, its dashboard and runtime-env
+    agents can outlive the raylet (their parent); each would hold memory and ports forever.
+    An agent is recognised by ``RAY_RAYLET_PID`` in its environment naming a dead process; only
+    this user's processes are touched. Linux only (reads ``/proc``); elsewhere a no-op.
+
+    Returns:
+        The pids that were killed.
+    """
+    import signal
+    from pathlib import Path
+
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    killed = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            env = dict(item.split("=", 1) for item in (entry / "environ").read_text().split("\0") if "=" in item)
+        except (OSError, ValueError):
+            continue
+        raylet = env.get("RAY_RAYLET_PID", "")
+        if raylet.isdigit() and not (proc / raylet).exists():
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+            except OSError:
+                pass
+    return killed

@@ -101,3 +101,31 @@ def snapshot(out: Path) -> dict[Path, tuple[int, bytes]]:
 def assert_kept(before: dict[Path, tuple[int, bytes]]) -> None:
     for path, (mtime, data) in before.items():
         assert path.exists() and path.read_bytes() == data and path.stat().st_mtime_ns == mtime, path
+
+
+def orphaned_agents(wait_s: float = 0.0) -> set[int]:
+    """Pids of processes whose ``RAY_RAYLET_PID`` names a dead raylet (waits up to ``wait_s`` for one)."""
+    deadline = time.time() + wait_s
+    while True:
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                env = dict(i.split("=", 1) for i in (entry / "environ").read_text().split("\0") if "=" in i)
+            except (OSError, ValueError):
+                continue
+            raylet = env.get("RAY_RAYLET_PID", "")
+            if raylet.isdigit() and not Path(f"/proc/{raylet}").exists():
+                found.add(int(entry.name))
+        if found or time.time() >= deadline:
+            return found
+        time.sleep(0.2)
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie, killed but not yet waited for, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -17,10 +17,12 @@ from ray_bench.errors import AnalysisError, CorruptShardError, ResumeMismatchErr
 from ray_bench.runner import driver
 from tests.faults.conftest import (
     DATASETS,
+    alive,
     assert_exactly_once,
     assert_kept,
     cli,
     done_shards,
+    orphaned_agents,
     run_args,
     snapshot,
     start_and_kill,
@@ -53,8 +55,11 @@ def test_driver_sigkill_then_rerun(sample_data, tmp_path, moment):
         start_and_kill(args, out, after_shards=2 if moment == "first shards" else TOTAL // 2)
     before = snapshot(out)
     landed = len(before)
+    left_behind = orphaned_agents(wait_s=10) if moment != "starting" else set()
     result = cli(run_args(sample_data, out))
     assert result.returncode == 0, result.stderr
+    # The killed driver's Ray agents outlived it; the next run reaped them.
+    assert not [pid for pid in left_behind if alive(pid)]
     assert f"{TOTAL - landed} shard(s) computed, {landed} already done" in result.stderr
     assert_kept(before)
     assert_exactly_once(out, sample_data)
