@@ -386,6 +386,13 @@ class AnalyzeConfig(_Strict):
     judge: str | None = None
 
     @model_validator(mode="after")
+    def _out_is_a_directory(self) -> AnalyzeConfig:
+        out = Path(self.out).expanduser()
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"out {str(out)!r} is an existing file, not a directory")
+        return self
+
+    @model_validator(mode="after")
     def _one_control_per_base(self) -> AnalyzeConfig:
         bases = list(self.controls.values())
         dupes = sorted({b for b in bases if bases.count(b) > 1})

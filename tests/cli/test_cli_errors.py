@@ -87,3 +87,11 @@ def test_reference_decoding_with_a_temperature_is_refused(tmp_path, capsys):
     err = _fail(["run", "--model", "m=org/x", "--dataset", "BBQ", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                  "--reference-decoding", "--temperature", "0.5"], capsys)
     assert "reference_decoding fixes the decoding" in err[0] and "temperature" in err[0]
+
+
+def test_analyze_out_an_existing_file(tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    err = _fail(["analyze", "--results", str(tmp_path), "--base", "b", "--out", str(target)], capsys)
+    assert "is an existing file, not a directory" in err[0] and len(err) == 2
+    assert target.read_text() == "x"
