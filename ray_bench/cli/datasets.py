@@ -86,7 +86,8 @@ def prepare_datasets(
     or row stops the command (naming the file, row and field) and leaves OUT as it was.
     Without --dataset (every dataset), a dataset that cannot be made is reported and the
     others are written; the command then exits 1.
-    Source files that are absent are listed as warnings and in OUT/manifest.json.
+    Source files that are absent are listed as warnings and in OUT/manifest.json, and so are
+    closed questions whose choices repeat a text (kept, but runs give them an error row).
     Downloads are cached in $RAY_BENCH_CACHE (default ~/.cache/ray-bench).
     """
     from rich.table import Table

@@ -15,8 +15,8 @@ from ray_bench.config import ResourceConfig
 def ray_session(address: str | None = None) -> Iterator[None]:
     """Use the Ray instance already initialised, join ``address``/``RAY_ADDRESS``, or start one.
 
-    A local instance started here has token auth and usage stats off (it listens on
-    this machine only) and no dashboard; it is shut down on exit.
+    A local instance started here listens on 127.0.0.1 only, so it may run with token auth
+    off; usage stats are off and it has no dashboard; it is shut down on exit.
     """
     import ray
 
@@ -28,6 +28,7 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         ray.init(address=address)
     else:
         reap_orphaned_agents()
+        _listen_on_localhost(ray)
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         debug = os.environ.get("RAY_BENCH_DEBUG", "") not in ("", "0")
@@ -103,3 +104,17 @@ def reap_orphaned_agents() -> list[int]:
             except OSError:
                 pass
     return killed
+
+
+def _listen_on_localhost(ray: Any) -> None:
+    """Make the local instance bind every socket to 127.0.0.1 (it runs without auth).
+
+    On Linux Ray binds the GCS, raylet and workers to the routable address
+    (``ray/_private/services.py: get_node_ip_address``) unless ``ENABLE_RAY_CLUSTER`` is off,
+    which ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` sets only before ``ray`` is first imported; the
+    CLI sets that variable at start, this covers library callers.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if constants is not None and hasattr(constants, "ENABLE_RAY_CLUSTER"):
+        constants.ENABLE_RAY_CLUSTER = False

@@ -16,7 +16,6 @@ import pytest
 
 from ray_bench.config import EngineConfig, ModelSpec
 from ray_bench.engines import vllm_options as vo
-from ray_bench.engines import vllm_requests as vr
 from ray_bench.engines.base import GenerateRequest, ScoreRequest, create_engine
 from ray_bench.engines.prompts import build_messages, render_prompt, score_spans
 from ray_bench.engines.vllm import VllmEngine, create_vllm_engine
