@@ -121,6 +121,11 @@ def prepare(
         UnknownNameError: An unknown dataset name.
     """
     emit = log or _stderr
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(
+            f"--out {os.fspath(out_dir)!r} is an existing file, not a directory",
+            hint="Pass a directory (it is created if needed) for the prepared questions.",
+        )
     specs = [get_spec(n) for n in resolve_names(names)]
     src = Source(source, timeout=timeout)
     stimuli = os.fspath(iat_stimuli) if iat_stimuli is not None else None

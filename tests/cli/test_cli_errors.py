@@ -95,3 +95,11 @@ def test_analyze_out_an_existing_file(tmp_path, capsys):
     err = _fail(["analyze", "--results", str(tmp_path), "--base", "b", "--out", str(target)], capsys)
     assert "is an existing file, not a directory" in err[0] and len(err) == 2
     assert target.read_text() == "x"
+
+
+def test_datasets_prepare_out_an_existing_file(tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    err = _fail(["datasets", "prepare", "--source", "sample", "--out", str(target)], capsys)
+    assert "is an existing file, not a directory" in err[0] and err[1].startswith("Hint:") and len(err) == 2
+    assert target.read_text() == "x"
