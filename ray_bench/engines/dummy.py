@@ -5,7 +5,7 @@ two runs agree and two "models" (different paths) disagree on some questions. Op
 (``EngineConfig.options``) inject faults the way real engines fail:
 
 * ``fail_on``: question ids that come back with a per-question ``error``;
-* ``crash_on`` + ``crash_marker``: the worker process dies (``os._exit``) on that question
+* ``crash_on`` + ``crash_marker``: the worker process is SIGKILLed on that question
   the first time, i.e. while ``crash_marker`` does not exist yet (like a segfault or OOM);
 * ``delay_s``: sleep per request (to watch progress bars and scheduling).
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,7 +69,7 @@ class DummyEngine:
         opts = self.options
         if opts.crash_on == question_id and opts.crash_marker and not Path(opts.crash_marker).exists():
             Path(opts.crash_marker).write_text(str(os.getpid()))
-            os._exit(13)  # simulate a hard crash: no exception, the process is gone
+            os.kill(os.getpid(), signal.SIGKILL)  # a hard crash (OOM killer, segfault): no exception, gone
         if question_id in opts.fail_on:
             return f"injected failure for question {question_id!r}"
         return None

@@ -66,6 +66,24 @@ def test_driver_sigkill_then_rerun(sample_data, tmp_path, moment):
     assert not list(out.rglob("*.tmp")) or all(p.name.startswith(".") for p in out.rglob("*.tmp"))
 
 
+def test_driver_sigkill_mid_run_with_the_tiny_hf_model(sample_data, tmp_path):
+    pytest.importorskip("transformers")
+    from ray_bench.demo.tiny import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "tiny")
+    out = tmp_path / "out"
+    args = [a for a in run_args(sample_data, out, models=(f"tiny={model}",)) if a != "dummy"]
+    args[args.index("--engine") + 1:args.index("--engine") + 1] = ["hf"]
+    args += ["--max-new-tokens", "8", "--dtype", "float32"]
+    start_and_kill(args, out, after_shards=3)
+    before = snapshot(out)
+    result = cli(args)
+    assert result.returncode == 0, result.stderr
+    assert f"{12 - len(before)} shard(s) computed, {len(before)} already done" in result.stderr
+    assert_kept(before)
+    assert_exactly_once(out, sample_data, models=("tiny",))
+
+
 def _config(data, out, **kw):
     engine = {"name": "dummy", **kw.pop("engine", {})}
     return RunConfig(models=kw.pop("models", ["base=toy/base", "q=toy/q"]), datasets=DATASETS, data_dir=data,
