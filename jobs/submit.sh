@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Thin wrapper around `ray job submit` for a run config, e.g.
 #   RAY_API_SERVER_ADDRESS=http://127.0.0.1:8265 jobs/submit.sh jobs/example_run.yaml
-# The submission id is derived from the config name and date, so a repeated submit
-# of the same job is refused by Ray instead of running twice.
+# The submission id is derived from the config name and time (RAY_BENCH_SUBMISSION_ID overrides
+# it), so the same submission is refused by Ray instead of running twice; a resubmit after
+# `ray job stop` resumes from the finished shards.
 #
 # Token authentication: the cluster (cluster.yaml) refuses requests without its token, so
 # `ray job submit` runs with RAY_AUTH_MODE=token and the token from, in Ray's own order,
@@ -42,7 +43,12 @@ else
 fi
 export RAY_AUTH_MODE=token
 
-id="ray-bench-$(basename "${config%.*}")-$(date +%Y%m%d-%H%M)"
+# Relative paths in the config (data_dir, out_dir, ./models) resolve against this directory, not
+# against Ray's temporary copy of the working directory that the job runs in (results written
+# there would vanish with the job). With a local head it is the directory you submit from; on a
+# remote cluster set RAY_BENCH_ROOT to a path the cluster's nodes share (e.g. /mnt/shared/study).
+root="${RAY_BENCH_ROOT:-$PWD}"
+id="${RAY_BENCH_SUBMISSION_ID:-ray-bench-$(basename "${config%.*}")-$(date +%Y%m%d-%H%M%S)}"
 exec ray job submit --submission-id "$id" --working-dir . \
   --runtime-env-json '{"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}}' \
-  -- ray-bench run --config "$config" --quiet "$@"
+  -- ray-bench run --config "$config" --root "$root" --quiet "$@"

@@ -244,6 +244,9 @@ class RunConfig(_Strict):
         judge: Judge the open-ended answers in the same job (``run --judge``).
         recompute_bad: Move shard files that fail verification to ``<out>/bad-shards/`` and
             recompute them, instead of stopping with an error that names them.
+        root: The directory relative paths (``data_dir``, ``out_dir``, ``./`` model paths) resolve
+            against; ``None``: the working directory. ``jobs/submit.sh`` passes the directory it was
+            run from, since a Ray job's working directory is Ray's temporary copy.
     """
 
     models: ModelList
@@ -260,6 +263,21 @@ class RunConfig(_Strict):
     shuffle_seed: int | None = None
     judge: JudgeOptions | None = None
     recompute_bad: bool = False
+    root: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_against_root(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("root"):
+            return data
+        root = Path(data["root"]).expanduser()
+        out = dict(data)
+        for key in ("data_dir", "out_dir"):
+            if out.get(key) is not None and not Path(out[key]).expanduser().is_absolute():
+                out[key] = root / out[key]
+        if isinstance(out.get("models"), list):
+            out["models"] = [_model_under_root(m, root) for m in _parse_models(out["models"])]
+        return out
 
     @model_validator(mode="after")
     def _unique_models(self) -> RunConfig:
@@ -296,6 +314,43 @@ class JudgeConfig(_Strict):
     models: list[str] | None = None
     data_dir: Path | None = None
     ray_address: str | None = None
+
+
+def is_relative_local(path: str) -> bool:
+    """A model path meant as a local directory relative to the working directory (``./m``, ``../m``)."""
+    return path.startswith(("./", "../")) or path in (".", "..")
+
+
+def _model_under_root(model: Any, root: Path) -> Any:
+    if isinstance(model, ModelSpec) and is_relative_local(model.path):
+        return model.model_copy(update={"path": str(root / model.path)})
+    return model
+
+
+def check_job_paths(paths: dict[str, str | Path | None], root: Path | None) -> None:
+    """Inside a Ray job, refuse relative paths not resolved against a named root.
+
+    A job's working directory is Ray's unpacked copy of ``--working-dir``: relative model paths
+    point into it and results written there vanish with the job.
+
+    Raises:
+        ConfigError: naming the first relative path.
+    """
+    import os
+
+    if root is not None or "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
+        return
+    for what, value in paths.items():
+        if value is None:
+            continue
+        text = str(value)
+        if is_relative_local(text) or (what in ("data_dir", "out_dir", "results") and not Path(text).is_absolute()):
+            raise ConfigError(
+                f"{what} {text!r} is relative inside a Ray job, whose working directory is Ray's temporary "
+                f"copy {os.getcwd()!r}: it would be read from, or written into, that copy",
+                hint="Pass --root DIR (jobs/submit.sh passes the directory it runs from; set RAY_BENCH_ROOT to "
+                "a path the cluster shares) or use absolute paths.",
+            )
 
 
 def config_error_from(exc: ValidationError, source: str) -> ConfigError:

@@ -1,4 +1,5 @@
-"""``ray-bench bench ...``: benchmarks (``scoring``: the engines; ``analysis``: the analysis stage)."""
+"""``ray-bench bench ...``: benchmarks (``scoring``: the engines; ``analysis``: the analysis stage; ``runner``:
+the Ray runner's overhead)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ from pathlib import Path
 
 import typer
 
-from ray_bench.cli.bench_tables import print_analysis_report, print_engine_gap_report, print_report
+from ray_bench.cli.bench_tables import (
+    print_analysis_report,
+    print_engine_gap_report,
+    print_report,
+    print_runner_report,
+)
 from ray_bench.cli.common import err_console
 from ray_bench.errors import ConfigError
 
-app = typer.Typer(no_args_is_help=True, help="Engine and analysis benchmarks.")
+app = typer.Typer(no_args_is_help=True, help="Engine, analysis and runner benchmarks.")
 
 SCORING_EPILOG = (
     "Examples:\n\n"
@@ -272,3 +278,57 @@ def analysis(
     if not (result["check"]["passed"] and result["analyze_flips_equal_flips_step"]["equal"]):
         raise typer.Exit(1)
 
+
+
+RUNNER_EPILOG = (
+    "Examples:\n\n"
+    "  ray-bench bench runner\n\n"
+    "  ray-bench bench runner --questions 2000 --delay-ms 0.5 --shard-sizes 100,1000 --rounds 1\n\n"
+    "  ray-bench bench runner --rounds 5 --json runner-bench.json\n\n"
+    "  ray-bench bench runner --replicas 2 --work-dir /tmp/rb-runner"
+)
+
+
+@app.command("runner", epilog=RUNNER_EPILOG)
+def runner(
+    questions: int = typer.Option(10_000, "--questions", min=1, help="Synthetic closed questions (one BBQ dataset)."),
+    delay_ms: float = typer.Option(1.0, "--delay-ms", min=0.0, help="The dummy engine's cost per question, ms."),
+    shard_sizes: str = typer.Option(
+        "100,1000,5000", "--shard-sizes", help="Comma-separated questions per shard, one measurement each."
+    ),
+    rounds: int = typer.Option(2, "--rounds", min=1, help="Interleaved rounds (order alternates); best is reported."),
+    replicas: int = typer.Option(1, "--replicas", min=1, help="Ray actors of the model (CPU mode, 1 CPU each)."),
+    work_dir: Path | None = typer.Option(
+        None, "--work-dir", help="Keep the data and every run's shard files here (default: a temporary directory)."
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the results as JSON here."),
+) -> None:
+    """Time the Ray runner against the same engine in-process: what Ray adds per question.
+
+    Writes --questions synthetic closed questions as a prepared BBQ dataset and runs them with
+    the dummy engine (sleeping --delay-ms per question) two ways per shard size: (ray) the real
+    `ray-bench run` path, ray_bench.runner.driver.run, on CPU actors; (in-process) the same shards
+    through the same engine and the same shard writer in this process. Ray starts once (its
+    startup is reported, not counted); rounds interleave the approaches, alternating their order.
+    Prints engine time (questions x delay), best walls, overhead = (ray - in-process) / in-process
+    and as a share of engine time, and PASS/FAIL of the target (<= 10% at shard size 1000).
+    """
+    from ray_bench.bench.runner import RunnerBenchOptions, run_runner_benchmark
+
+    try:
+        sizes = tuple(int(part) for part in shard_sizes.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--shard-sizes {shard_sizes!r} is not a comma-separated list of integers",
+                          hint="E.g. --shard-sizes 100,1000,5000.") from None
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"--shard-sizes {shard_sizes!r} needs positive sizes", hint="E.g. --shard-sizes 100,1000.")
+    opts = RunnerBenchOptions(questions=questions, delay_s=delay_ms / 1000, shard_sizes=sizes, rounds=rounds,
+                              replicas=replicas, work_dir=work_dir)
+    result = run_runner_benchmark(opts, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False))
+    print_runner_report(result)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        err_console.print(f"wrote {json_path}")
+    if not result.all_processed:
+        raise typer.Exit(1)

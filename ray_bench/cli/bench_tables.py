@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray_bench.cli.common import err_console, out_console
+
+if TYPE_CHECKING:
+    from ray_bench.bench.runner import RunnerBenchResult
 
 
 def print_report(result: dict[str, Any]) -> None:
@@ -307,4 +310,58 @@ def _print_profile(profile: dict[str, Any]) -> None:
             f"open-ended pairs: {counts.get('open_pairs', 0):,} (distinct text pairs {counts.get('open_distinct_pairs', 0):,}, "
             f"of which differing, i.e. ROUGE-L calls: {counts.get('open_rouge_calls', 0):,})",
             highlight=False,
+        )
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:+.1f}%"
+
+
+def print_runner_report(result: RunnerBenchResult) -> None:
+    """Print the runner benchmark's header, table and target line to stdout."""
+    from rich.table import Table
+
+    opts = result.options
+    out_console.print(
+        f"{opts.questions:,} synthetic closed questions (BBQ, 3 choices), dummy engine at {1000 * opts.delay_s:g} ms "
+        f"per question = {result.engine_s:.2f} s engine time per run; {opts.replicas} Ray actor(s) on CPU; "
+        f"{result.cpu_count} CPUs; {opts.rounds} round(s), approaches alternating order, best round shown",
+        highlight=False, markup=False,
+    )
+    out_console.print(
+        f"ray: ray_bench.runner.driver.run (validate, read, plan, manifest, actor start, shards to the actor and "
+        f"back, shard files); in-process: the same shards, engine and shard writer without Ray. Ray startup "
+        f"{result.ray_startup_s:.1f} s (once, not counted). 'ray to 1st shard': from the run's start until the "
+        "actor began its first shard; 'ray in actors': time in shard tasks on the actors.",
+        highlight=False, markup=False,
+    )
+    table = Table(title="Ray runner vs in-process (best round)", title_justify="left")
+    for col in ("shard size", "shards", "engine s", "ray s", "in-process s", "rounds ray / in-proc s",
+                "ray to 1st shard s", "ray in actors s", "overhead", "overhead / engine", "per round / engine"):
+        table.add_column(col, justify="right")
+    for size in result.sizes:
+        best_ray = min(size.rounds, key=lambda r: r.ray.seconds).ray
+        rounds = ", ".join(f"{r.ray.seconds:.2f}/{r.in_process.seconds:.2f}" for r in size.rounds)
+        per_round = ", ".join(_pct(r.overhead_s / size.engine_s) if size.engine_s else "-" for r in size.rounds)
+        table.add_row(
+            f"{size.shard_size:,}", str(size.shards), f"{size.engine_s:.2f}", f"{size.ray_s:.2f}",
+            f"{size.in_process_s:.2f}", rounds, _num(best_ray.first_shard_after_s, ".2f"),
+            _num(best_ray.actor_seconds, ".2f"), _pct(size.overhead),
+            _pct(size.overhead_of_engine), per_round,
+        )
+    out_console.print(table)
+    passed = result.target_passed
+    measured = next((s.overhead_of_engine for s in result.sizes if s.shard_size == result.target_shard_size), None)
+    verdict = "not measured" if passed is None else "PASS" if passed else "FAIL"
+    out_console.print(
+        f"target: Ray overhead <= {100 * result.target_share:.0f}% of engine time at shard size "
+        f"{result.target_shard_size:,}: {_pct(measured)}: {verdict}; every run wrote every question: "
+        f"{'PASS' if result.all_processed else 'FAIL'}",
+        highlight=False, markup=False,
+    )
+    load = result.load_average_after
+    if load is not None and load > 1.25 * result.cpu_count:
+        err_console.print(
+            f"[yellow]warning: 1-min load average {load:.1f} on {result.cpu_count} CPUs; other processes were "
+            "competing, so the timings are noisy (the approaches alternate order every round to share the noise).[/yellow]"
         )

@@ -88,6 +88,9 @@ def run(
         Optional[bool],
         typer.Option("--recompute-bad", help="Move damaged shard files to OUT/bad-shards/ and recompute them."),
     ] = None,
+    root: Annotated[
+        Optional[Path], typer.Option("--root", help="Resolve relative --data, --out and ./model paths against DIR.")
+    ] = None,
 ) -> None:
     """Run models over datasets on Ray; finished shards are skipped on rerun.
 
@@ -108,6 +111,7 @@ def run(
         "shard_size": shard_size, "bbq_context": bbq_context, "ray_address": address, "seed": seed,
         "engine": engine_overrides, "resources": {"device": device, "replicas": replicas},
         "shuffle_seed": shuffle_seed, "judge": {"model": judge} if judge else None, "recompute_bad": recompute_bad,
+        "root": root,
     }
     cfg = build_run_config(config, overrides)
     summary = run_pipeline(cfg, progress=not quiet)

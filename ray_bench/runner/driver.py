@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray_bench import provenance
-from ray_bench.config import EngineConfig, JudgeConfig, JudgeOptions, ModelSpec, ResourceConfig, RunConfig
+from ray_bench.config import (
+    EngineConfig,
+    JudgeConfig,
+    JudgeOptions,
+    ModelSpec,
+    ResourceConfig,
+    RunConfig,
+    check_job_paths,
+)
 from ray_bench.errors import ConfigError, EngineStartError, ResultsError
 from ray_bench.runner.lock import output_lock
 from ray_bench.runner.manifest import Manifest, rebuild_shards
@@ -160,6 +168,8 @@ def run(config: RunConfig, *, progress: bool = True, on_shard: ShardHook | None 
         A :class:`RunSummary`; failed shards are listed there (and rerunning retries them).
     """
     started = time.time()
+    check_job_paths({"data_dir": config.data_dir, "out_dir": config.out_dir,
+                     **{f"model {m.name!r}": m.path for m in config.models}}, config.root)
     validate_models(config)
     questions = load_questions(config)
     out_dir = Path(config.out_dir)
@@ -252,6 +262,7 @@ def judge(config: JudgeConfig, *, progress: bool = True, on_shard: ShardHook | N
     from ray_bench.results.reading import resolve_data_dir
 
     started = time.time()
+    check_job_paths({"results": config.results, "data_dir": config.data_dir}, None)
     check_models([config.judge.model], config.judge.engine, config.judge.resources)
     out_dir = Path(config.results)
     if not (out_dir / "manifest.json").is_file():

@@ -208,8 +208,11 @@ def test_submit_passes_the_token_from_the_environment(submit):
     assert proc.returncode == 0, proc.stderr
     assert env["RAY_AUTH_TOKEN"] == "tok-env-123" and env["RAY_AUTH_MODE"] == "token"
     assert args[:2] == ["job", "submit"]
-    assert args[args.index("--") + 1:] == ["ray-bench", "run", "--config", "jobs/example_run.yaml", "--quiet",
-                                           "--out", "o"]
+    tail = args[args.index("--") + 1:]
+    # Relative paths resolve against the directory submitted from, not Ray's copy of it.
+    root = tail[tail.index("--root") + 1]
+    assert tail == ["ray-bench", "run", "--config", "jobs/example_run.yaml", "--root", root, "--quiet", "--out", "o"]
+    assert Path(root).is_absolute()
     # The token must not travel in the arguments (runtime env JSON included): job details show them.
     assert not any("tok-env-123" in a for a in args)
 
