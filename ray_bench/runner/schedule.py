@@ -17,13 +17,13 @@ stage's pending actor needs (which would deadlock).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ray_bench import provenance
 from ray_bench.errors import EngineStartError
+from ray_bench.runner.progress import progress_display
 from ray_bench.runner.session import actor_options
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def schedule(
     """Run every job of every stage (and the jobs they make possible) to completion."""
     runs = [_StageRun(stage, actor_options(stage.resources, device)) for stage in stages]
     state = _Scheduler(runs, manifest, summary, device, on_shard)
-    with _progress_bars(progress) as bars:
+    with progress_display(progress) as bars:
         state.bars = bars
         for run, jobs in zip(runs, initial):
             for job in jobs:
@@ -134,6 +134,7 @@ class _Scheduler:
                 handles = [remote_cls.remote(models[group], run.stage.engine) for _ in range(run.stage.resources.replicas)]
                 run.actors[group] = handles
                 run.started.add(group)
+                self.bars.start(group)
                 run.described[group] = handles[0].describe.remote()
         self._feed()
 
@@ -188,6 +189,7 @@ class _Scheduler:
         stats_entry = run.stage.land(job, table)
         self.manifest.set_shard(job.key, {**self._entry(run, job), "status": "done", **stats_entry, **stats,
                                           "at": provenance.now_iso()})
+        self.manifest.data["progress"] = self.bars.snapshot()
         self.manifest.save()
         self.summary.count_done(run.stage.name, job, stats_entry)
         if self.on_shard is not None:
@@ -259,34 +261,3 @@ class _Scheduler:
         except Exception as exc:  # noqa: BLE001 - the shard errors already say why
             entry = {"engine_error": str(exc).strip().splitlines()[-1:]}
         self.manifest.data.setdefault(run.stage.manifest_section, {}).setdefault(group, {}).update(entry)
-
-
-class _Bars:
-    """Progress bars per actor group whose totals grow as jobs arrive (judge jobs do)."""
-
-    def __init__(self, bars: Any) -> None:
-        self._bars = bars
-        self._ids: dict[str, Any] = {}
-        self._totals: dict[str, int] = {}
-
-    def grow(self, name: str, n: int) -> None:
-        if name not in self._ids:
-            self._ids[name] = self._bars.add_task(name, total=0)
-        self._totals[name] = self._totals.get(name, 0) + n
-        self._bars.update(self._ids[name], total=self._totals[name])
-
-    def advance(self, name: str, n: int) -> None:
-        self._bars.advance(self._ids[name], n)
-
-
-@contextmanager
-def _progress_bars(enabled: bool) -> Iterator[_Bars]:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bars = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), disable=not enabled,
-    )
-    with bars:
-        yield _Bars(bars)

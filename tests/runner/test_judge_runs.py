@@ -73,6 +73,9 @@ def test_judging_overlaps_answering_on_two_gpus_and_the_hook_sees_every_shard(ra
     assert {k for s, k in landed} == set(shards) and len(landed) == 10
     answers, judgements = _spans(shards, "answer"), _spans(shards, "judge")
     assert min(start for start, _ in judgements) < max(end for _, end in answers)  # overlap
+    progress = json.loads((config.out_dir / "manifest.json").read_text())["progress"]
+    assert {k: (v["done"], v["total"]) for k, v in progress.items()} == {"base": (10, 10), "guard": (10, 10)}
+    assert progress["base"]["questions_per_s"] > 0 and progress["base"]["eta_s"] == 0
     gpus = {e["stage"]: e["gpus"] for e in shards.values()}
     assert len(gpus["answer"]) == len(gpus["judge"]) == 1 and gpus["answer"] != gpus["judge"]
 
