@@ -223,6 +223,18 @@ class JudgeOptions(_Strict):
         return ModelSpec.parse(v) if isinstance(v, str) else v
 
 
+class ThroughputConfig(_Strict):
+    """Throughput figures of one GPU for cost estimates (``ray-bench plan``; measured by ``ray-bench bench``).
+
+    Attributes:
+        forward_tokens_per_s: Prompt and choice tokens scored (prefill) per second.
+        decode_tokens_per_s: Tokens generated per second (all sequences of a batch together).
+    """
+
+    forward_tokens_per_s: float | None = Field(default=None, gt=0)
+    decode_tokens_per_s: float | None = Field(default=None, gt=0)
+
+
 class RunConfig(_Strict):
     """The whole configuration of ``ray-bench run``.
 
@@ -244,6 +256,7 @@ class RunConfig(_Strict):
         judge: Judge the open-ended answers in the same job (``run --judge``).
         recompute_bad: Move shard files that fail verification to ``<out>/bad-shards/`` and
             recompute them, instead of stopping with an error that names them.
+        throughput: GPU throughput figures for the cost estimate printed by ``plan`` and ``run``.
         root: The directory relative paths (``data_dir``, ``out_dir``, ``./`` model paths) resolve
             against; ``None``: the working directory. ``jobs/submit.sh`` passes the directory it was
             run from, since a Ray job's working directory is Ray's temporary copy.
@@ -264,6 +277,7 @@ class RunConfig(_Strict):
     judge: JudgeOptions | None = None
     recompute_bad: bool = False
     root: Path | None = None
+    throughput: ThroughputConfig = Field(default_factory=ThroughputConfig)
 
     @model_validator(mode="before")
     @classmethod

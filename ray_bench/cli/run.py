@@ -91,6 +91,12 @@ def run(
     root: Annotated[
         Optional[Path], typer.Option("--root", help="Resolve relative --data, --out and ./model paths against DIR.")
     ] = None,
+    tokens_per_second: Annotated[
+        Optional[float], typer.Option("--tokens-per-second", help="Forward tokens/s of one GPU, for the GPU-hour estimate.")
+    ] = None,
+    decode_tokens_per_second: Annotated[
+        Optional[float], typer.Option("--decode-tokens-per-second", help="Generated tokens/s of one GPU (estimate).")
+    ] = None,
 ) -> None:
     """Run models over datasets on Ray; finished shards are skipped on rerun.
 
@@ -101,6 +107,23 @@ def run(
     """
     from ray_bench.runner import run as run_pipeline
 
+    cfg = _config_from_flags(locals())
+    summary = run_pipeline(cfg, progress=not quiet, on_plan=lambda report: err_console.print(
+        report.summary_line, highlight=False, markup=False))
+    print_summary(summary)
+    out_console.print(str(summary.out_dir))
+    raise_for_failures(summary, strict)
+
+
+def _config_from_flags(flags: dict[str, Any]) -> Any:
+    """The :class:`RunConfig` of ``run``'s (and ``plan``'s) flags over ``--config``."""
+    f = flags
+    model, dataset, data, out, limit, shard_size = f["model"], f["dataset"], f["data"], f["out"], f["limit"], f["shard_size"]
+    engine, dtype, max_new_tokens, temperature, seed = f["engine"], f["dtype"], f["max_new_tokens"], f["temperature"], f["seed"]
+    engine_option, reference_decoding, bbq_context, address = (f["engine_option"], f["reference_decoding"],
+                                                                f["bbq_context"], f["address"])
+    device, replicas, shuffle_seed, judge, recompute_bad, root = (f["device"], f["replicas"], f["shuffle_seed"], f["judge"],
+                                                                 f["recompute_bad"], f["root"])
     engine_overrides = {
         "name": engine, "dtype": dtype, "max_new_tokens": max_new_tokens,
         "temperature": temperature, "seed": seed, "options": _engine_options(engine_option),
@@ -112,12 +135,10 @@ def run(
         "engine": engine_overrides, "resources": {"device": device, "replicas": replicas},
         "shuffle_seed": shuffle_seed, "judge": {"model": judge} if judge else None, "recompute_bad": recompute_bad,
         "root": root,
+        "throughput": {"forward_tokens_per_s": f["tokens_per_second"],
+                       "decode_tokens_per_s": f["decode_tokens_per_second"]},
     }
-    cfg = build_run_config(config, overrides)
-    summary = run_pipeline(cfg, progress=not quiet)
-    print_summary(summary)
-    out_console.print(str(summary.out_dir))
-    raise_for_failures(summary, strict)
+    return build_run_config(f["config"], overrides)
 
 
 def print_summary(summary: Any) -> None:

@@ -3,6 +3,6 @@
 Ray is imported only in this subpackage, and only inside functions.
 """
 
-from ray_bench.runner.driver import RunSummary, judge, run
+from ray_bench.runner.driver import PlanReport, RunSummary, judge, plan, run
 
-__all__ = ["RunSummary", "judge", "run"]
+__all__ = ["PlanReport", "RunSummary", "judge", "plan", "run"]

@@ -12,6 +12,7 @@ whose engine cannot start fails all its shards at once with that error; the othe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ray_bench.stages.base import ShardJob, Stage
+    from ray_bench.stages.cost import DatasetCost
 
 #: Engines that load a checkpoint directory (a local model path must hold its config.json).
 MODEL_ENGINES = ("hf", "vllm")
@@ -156,13 +158,83 @@ def _model_entry(config: RunConfig, name: str) -> dict[str, Any]:
     return entry
 
 
-def run(config: RunConfig, *, progress: bool = True, on_shard: ShardHook | None = None) -> RunSummary:
+@dataclass(frozen=True)
+class PlanReport:
+    """What ``run`` would do: token counts per (model, dataset), shards to run, GPU-hours.
+
+    Attributes:
+        costs: Per (model, dataset) token counts of the questions still to run.
+        pending_shards: Shards ``run`` would compute.
+        done_shards: Shards already in the output directory.
+        gpu_hours: Per model, from ``config.throughput`` (``None`` without a throughput figure).
+    """
+
+    costs: tuple[DatasetCost, ...]
+    pending_shards: int
+    done_shards: int
+    gpu_hours: dict[str, float | None]
+
+    @property
+    def summary_line(self) -> str:
+        """``Plan: 1,200 questions, 3.1M forward + ≤0.2M generated tokens, ≈ 0.42 GPU-hours``."""
+        questions = sum(c.pending for c in self.costs)
+        forward = sum(c.forward_tokens for c in self.costs)
+        decode = sum(c.decode_tokens_max for c in self.costs)
+        hours = [h for h in self.gpu_hours.values() if h is not None]
+        when = (f", about {sum(hours):.2f} GPU-hours" if len(hours) == len(self.gpu_hours) and hours
+                else " (GPU-hours: pass --tokens-per-second and, for open questions, --decode-tokens-per-second)")
+        return (f"Plan: {self.pending_shards} shard(s) to run ({self.done_shards} done), {questions:,} questions, "
+                f"{forward / 1e6:.2f}M forward tokens + at most {decode / 1e6:.2f}M generated{when}")
+
+
+def plan(config: RunConfig) -> PlanReport:
+    """Validate everything :func:`run` would and estimate its cost; starts no Ray, loads no model.
+
+    Raises:
+        RayBenchError: every error :func:`run` raises before it starts Ray.
+    """
+    check_job_paths({"data_dir": config.data_dir, "out_dir": config.out_dir,
+                     **{f"model {m.name!r}": m.path for m in config.models}}, config.root)
+    validate_models(config)
+    questions = load_questions(config)
+    out_dir = Path(config.out_dir)
+    manifest = Manifest.load_or_create(out_dir) if (out_dir / "manifest.json").exists() else None
+    if manifest is not None:
+        manifest.check_models({m.name: m.path for m in config.models})
+    from ray_bench.stages.answer import AnswerStage
+
+    pending, done = AnswerStage(config, questions).initial_jobs()
+    return _plan_report(config, questions, pending, done)
+
+
+def _plan_report(config: RunConfig, questions: dict[str, pa.Table], pending: list[ShardJob], done: int) -> PlanReport:
+    from ray_bench.stages.cost import Throughput, estimate_costs
+
+    counts: dict[tuple[str, str], int] = {}
+    for job in pending:
+        counts[(job.model, job.dataset)] = counts.get((job.model, job.dataset), 0) + job.size
+    costs = estimate_costs(config.models, config.engine, questions, counts)
+    rate = Throughput(config.throughput.forward_tokens_per_s, config.throughput.decode_tokens_per_s)
+    hours = {m.name: rate.gpu_hours(sum(c.forward_tokens for c in costs if c.model == m.name),
+                                    sum(c.decode_tokens_max for c in costs if c.model == m.name))
+             for m in config.models}
+    return PlanReport(tuple(costs), len(pending), done, hours)
+
+
+def run(
+    config: RunConfig,
+    *,
+    progress: bool = True,
+    on_shard: ShardHook | None = None,
+    on_plan: Callable[[PlanReport], None] | None = None,
+) -> RunSummary:
     """Run every (model, dataset) shard not yet in ``config.out_dir`` (then judge them, with a judge).
 
     Args:
         config: The run.
         progress: Show progress bars on stderr.
         on_shard: Called on the driver after every landed shard: ``(stage, job, table)``.
+        on_plan: Called with the :class:`PlanReport` (the cost estimate) before anything runs.
 
     Returns:
         A :class:`RunSummary`; failed shards are listed there (and rerunning retries them).
@@ -176,7 +248,7 @@ def run(config: RunConfig, *, progress: bool = True, on_shard: ShardHook | None 
     with output_lock(out_dir, "run"):
         manifest = _open_manifest(out_dir)
         manifest.check_models({m.name: m.path for m in config.models})
-        summary = _run_locked(config, questions, out_dir, manifest, progress, on_shard)
+        summary = _run_locked(config, questions, out_dir, manifest, progress, on_shard, on_plan)
     summary.seconds = round(time.time() - started, 2)
     return summary
 
@@ -191,12 +263,14 @@ def _open_manifest(out_dir: Path) -> Manifest:
 
 def _run_locked(
     config: RunConfig, questions: dict[str, pa.Table], out_dir: Path, manifest: Manifest,
-    progress: bool, on_shard: ShardHook | None,
+    progress: bool, on_shard: ShardHook | None, on_plan: Callable[[PlanReport], None] | None = None,
 ) -> RunSummary:
     from ray_bench.stages.answer import AnswerStage
 
     answer = AnswerStage(config, questions)
     pending, done = answer.initial_jobs()
+    if on_plan is not None and pending:
+        on_plan(_plan_report(config, questions, pending, done))
     stages: list[Stage] = [answer]
     initial: list[list[ShardJob]] = [pending]
     if config.judge is not None:

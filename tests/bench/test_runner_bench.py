@@ -104,3 +104,19 @@ def test_cli_help_ends_with_examples() -> None:
     out = CliRunner().invoke(app, ["bench", "runner", "--help"], env={"COLUMNS": "200"})
     assert out.exit_code == 0 and "--delay-ms" in out.output
     assert out.output.rstrip().splitlines()[-1].strip() == "ray-bench bench runner --replicas 2 --work-dir /tmp/rb-runner"
+
+
+def test_report_prints_every_shard_size(bench, capsys: pytest.CaptureFixture[str]) -> None:
+    from ray_bench.cli import common
+    from ray_bench.cli.bench_tables import print_runner_report
+
+    result, _ = bench
+    width = common.out_console.width
+    common.out_console.width = 250
+    try:
+        print_runner_report(result)
+    finally:
+        common.out_console.width = width
+    out = capsys.readouterr().out
+    assert "overhead / engine" in out and "target: Ray overhead <= 10%" in out and "not measured" in out
+    assert all(f"{size.overhead_of_engine * 100:+.1f}%" in out for size in result.sizes)
