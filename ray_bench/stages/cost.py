@@ -64,7 +64,10 @@ class _Counter:
     """Token lengths of many texts with one tokenizer (or the character fallback)."""
 
     def __init__(self, model: ModelSpec, engine: EngineConfig) -> None:
-        self.tokenizer, self.source = _load_tokenizer(model)
+        if engine.name == "dummy":  # it tokenizes nothing; and importing transformers costs seconds
+            self.tokenizer, self.source = None, f"estimated at {CHARS_PER_TOKEN:g} characters/token (dummy engine)"
+        else:
+            self.tokenizer, self.source = _load_tokenizer(model)
         self.turn_overhead, self.space_before_choice = self._template(engine.system_prompt)
 
     def _template(self, system_prompt: str | None) -> tuple[int, bool]:
