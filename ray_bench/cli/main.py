@@ -11,6 +11,7 @@ import sys
 import typer
 
 from ray_bench.cli import analyze as analyze_cmd
+from ray_bench.cli import audit as audit_cmd
 from ray_bench.cli import bench as bench_cmd
 from ray_bench.cli import datasets as datasets_cmd
 from ray_bench.cli import demo as demo_cmd
@@ -39,6 +40,7 @@ app = typer.Typer(
 )
 app.add_typer(datasets_cmd.app, name="datasets")
 app.add_typer(bench_cmd.app, name="bench")
+app.add_typer(audit_cmd.app, name="audit")
 app.command("quantize", epilog=quantize_cmd.EPILOG)(quantize_cmd.quantize)
 app.command("plan", epilog=plan_cmd.EPILOG)(plan_cmd.plan)
 app.command("run", epilog=run_cmd.EPILOG)(run_cmd.run)
