@@ -25,6 +25,12 @@ PREPARE_EPILOG = (
     "--iat-stimuli ../shared/datasets/sources/iat_stimuli.csv"
 )
 
+HOUSING_EPILOG = (
+    "Examples:\n\n"
+    "  ray-bench datasets housing --design v2 --out data/\n\n"
+    "  ray-bench datasets housing --design v1 --out data/ --source ../shared/datasets/housing"
+)
+
 
 @app.command("list", epilog=LIST_EPILOG)
 def list_datasets(
@@ -116,6 +122,34 @@ def prepare_datasets(
             f"{name} could not be prepared{more}: {message}",
             hint="The other datasets were written; fix the cause and prepare the failed ones with --dataset NAME.",
         )
+
+
+@app.command("housing", epilog=HOUSING_EPILOG)
+def housing_dataset(
+    design: Annotated[str, typer.Option("--design", help="Design version: v1 (e-mail) or v2 (application form).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory: writes Housing-<design>.parquet.")],
+    source: Annotated[
+        Optional[Path],
+        typer.Option("--source", help="Directory with audit_names.xlsx (default: ../shared/datasets/housing "
+                     "next to the repository)."),
+    ] = None,
+) -> None:
+    """Generate the housing audit (LLMs as landlords scoring tenants 0-100) as an open dataset.
+
+    Reproduces the published full-factorial design: 240 names from audit_names.xlsx, each
+    first name paired with its race's first two surnames, crossed with the design's control
+    levels and 3 replicates (v1: 47,520 requests, v2: 21,600). Every factor is kept in
+    source_fields; the balanced design is checked before anything is written. Read it back
+    with read_questions(OUT, "Housing-<design>") or run it with --dataset Housing-<design>.
+    """
+    from ray_bench.datasets.housing import write_housing
+
+    report = write_housing(design, out, source)
+    out_console.print(
+        f"{report.path}: {report.requests:,} requests, {report.distinct_prompts:,} distinct prompts, "
+        f"{report.names} distinct names (design {report.design})",
+        markup=False, highlight=False, soft_wrap=True,
+    )
 
 
 def _log(message: str) -> None:

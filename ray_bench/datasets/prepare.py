@@ -20,7 +20,7 @@ from typing import Any
 from ray_bench.atomic import write_json_atomic
 from ray_bench.datasets.loading import LoadedDataset, load_dataset
 from ray_bench.datasets.sources import DEFAULT_TIMEOUT_S, Source
-from ray_bench.datasets.specs import DatasetSpec, get_spec, resolve_names
+from ray_bench.datasets.specs import DatasetSpec, get_spec, is_design, resolve_names
 from ray_bench.datasets.tables import parquet_path, questions_to_table, write_table_atomic
 from ray_bench.errors import ConfigError, DatasetError, DownloadError
 from ray_bench.schema import SCHEMA_VERSION
@@ -127,6 +127,12 @@ def prepare(
             hint="Pass a directory (it is created if needed) for the prepared questions.",
         )
     specs = [get_spec(n) for n in resolve_names(names)]
+    designs = [s.name for s in specs if is_design(s.name)]
+    if designs:
+        raise ConfigError(
+            f"{', '.join(designs)} is generated from its names table, not prepared from a source",
+            hint="Run `ray-bench datasets housing --design v1|v2 --out DIR`.",
+        )
     src = Source(source, timeout=timeout)
     stimuli = os.fspath(iat_stimuli) if iat_stimuli is not None else None
     failed: dict[str, str] = {}

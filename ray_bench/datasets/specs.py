@@ -146,6 +146,26 @@ for _name, _family, _kind, _counts, _k, _desc, _gen in _TABLE:
     )
 
 
+#: Locally generated audit designs (``ray-bench datasets housing``). Kept apart from
+#: :data:`DATASETS` so the 17 directories / 13 families and their counts stay as they are;
+#: they are accepted wherever a dataset is named explicitly, never part of "all datasets".
+DESIGN_DATASETS: Registry[DatasetSpec] = Registry("dataset")
+for _design, _rows in (("v1", 47520), ("v2", 21600)):
+    DESIGN_DATASETS.add(
+        f"Housing-{_design}",
+        DatasetSpec(
+            name=f"Housing-{_design}", family="Housing", kind=_OPEN, axes=("race_x_gender",),
+            expected_counts=(("race_x_gender", _rows),), num_choices=None, generated=True,
+            description=f"Housing audit {_design}: landlord scores a tenant 0-100 (counterfactual names)",
+        ),
+    )
+
+
+def is_design(name: str) -> bool:
+    """True for a generated audit design (``Housing-v1``/``Housing-v2``), made by its own command."""
+    return name in DESIGN_DATASETS
+
+
 def dataset_names() -> list[str]:
     """All dataset directory names, closed ones first, in the reference inventory order."""
     return DATASETS.names()
@@ -158,6 +178,8 @@ def family_names() -> list[str]:
 
 def get_spec(name: str) -> DatasetSpec:
     """The spec of a dataset directory; unknown names raise :class:`UnknownNameError`."""
+    if name in DESIGN_DATASETS:
+        return DESIGN_DATASETS.get(name)
     if name not in DATASETS:
         raise UnknownNameError("dataset", name, _known_names())
     return DATASETS.get(name)
@@ -181,10 +203,11 @@ def resolve_names(names: Iterable[str] | None = None) -> list[str]:
         return dataset_names()
     out: dict[str, None] = {}
     for name in wanted:
-        if name in DATASETS:
+        if name in DATASETS or name in DESIGN_DATASETS:
             out[name] = None
             continue
         members = [n for n in DATASETS if DATASETS.get(n).family == name]
+        members = members or [n for n in DESIGN_DATASETS if DESIGN_DATASETS.get(n).family == name]
         if not members:
             raise UnknownNameError("dataset", name, _known_names())
         out.update(dict.fromkeys(members))
@@ -192,4 +215,5 @@ def resolve_names(names: Iterable[str] | None = None) -> list[str]:
 
 
 def _known_names() -> list[str]:
-    return sorted(set(dataset_names()) | set(family_names()))
+    designs = {n for n in DESIGN_DATASETS} | {DESIGN_DATASETS.get(n).family for n in DESIGN_DATASETS}
+    return sorted(set(dataset_names()) | set(family_names()) | designs)

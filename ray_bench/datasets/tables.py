@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ray_bench.atomic import atomic_path
 from ray_bench.datasets.records import Question
-from ray_bench.datasets.specs import DATASETS, get_spec
+from ray_bench.datasets.specs import DATASETS, DESIGN_DATASETS, get_spec
 from ray_bench.errors import ConfigError, DatasetError
 from ray_bench.schema import SCHEMA_VERSION, question_schema
 
@@ -90,9 +90,10 @@ def prepared_count(data_dir: str | os.PathLike[str], name: str) -> int | None:
 
 
 def _check_directory_name(name: str) -> None:
-    if name in DATASETS:
+    if name in DATASETS or name in DESIGN_DATASETS:
         return
     members = [n for n in DATASETS if DATASETS.get(n).family == name]
+    members = members or [n for n in DESIGN_DATASETS if DESIGN_DATASETS.get(n).family == name]
     if members:
         raise ConfigError(
             f"{name!r} is a dataset family; read one of its directories: {', '.join(members)}",
