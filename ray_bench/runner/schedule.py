@@ -239,16 +239,24 @@ class _Scheduler:
         self.manifest.save()
 
     def _close_finished(self) -> None:
-        busy = {(id(run), job.group) for run, job, _ in self.inflight.values()}
+        """Close every actor that is idle with nothing left to give it (each replica on its own).
+
+        A replica is closed as soon as its group's queue is empty and it has nothing in flight,
+        not when the whole group is: after a node loss the group's restarted actor may wait
+        for exactly the GPU an idle surviving replica holds (tests/runner/test_node_loss.py).
+        """
+        busy = {id(actor) for _, _, actor in self.inflight.values()}
         for index, run in enumerate(self.runs):
             upstream = self._upstream_busy(index)
             for group in list(run.actors):
-                if run.queues.get(group) or (id(run), group) in busy:
-                    continue
-                if upstream and group not in run.failed:
-                    continue  # more jobs may come from an earlier stage
-                for handle in run.actors.pop(group):
+                if run.queues.get(group) or (upstream and group not in run.failed):
+                    continue  # work queued, or more may come from an earlier stage
+                handles = run.actors[group]
+                for handle in [h for h in handles if id(h) not in busy]:
+                    handles.remove(handle)
                     self.closing[handle.close.remote()] = (run, handle)
+                if not handles:
+                    del run.actors[group]
 
     def _record_actor(self, run: _StageRun, group: str) -> None:
         import ray
