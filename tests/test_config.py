@@ -67,3 +67,19 @@ def test_judge_engine_gets_the_reference_length_unless_set():
     assert (judge.model.name, judge.model.path, judge.judge_turns) == ("lg", "org/guard", "all")
     with pytest.raises(ValueError, match="judge_turns"):
         JudgeOptions.model_validate({"judge_turns": "first"})
+
+
+def test_relative_paths_inside_a_ray_job_need_a_root(monkeypatch, tmp_path):
+    from ray_bench.config import check_job_paths
+    from ray_bench.errors import ConfigError
+
+    paths = {"data_dir": "data", "out_dir": str(tmp_path / "out"), "model 'm'": "./models/m"}
+    check_job_paths(paths, None)  # outside a job: the working directory is the user's
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")  # what Ray's job supervisor sets
+    with pytest.raises(ConfigError, match="data_dir 'data' is relative inside a Ray job") as info:
+        check_job_paths(paths, None)
+    assert "--root" in info.value.hint
+    with pytest.raises(ConfigError, match="model 'm' './models/m'"):
+        check_job_paths({"model 'm'": "./models/m", "other": "org/name"}, None)
+    check_job_paths({"model 'h'": "org/name", "out_dir": "/abs/out"}, None)  # hub ids and absolute paths pass
+    check_job_paths(paths, tmp_path)  # resolved against a named root
