@@ -107,7 +107,9 @@ def load_questions(config: RunConfig) -> dict[str, pa.Table]:
 def validate_models(config: RunConfig) -> None:
     """Fail on model paths that look local but do not exist (or, for the model engines, hold
     no ``config.json``), engines that are unknown or do not import, and bad engine options;
-    the judge's too when the run has one."""
+    the judge's too when the run has one; inside a Ray job, relative paths without a root."""
+    check_job_paths({"data_dir": config.data_dir, "out_dir": config.out_dir,
+                     **{f"model {m.name!r}": m.path for m in config.models}}, config.root)
     check_models(config.models, config.engine, config.resources)
     if config.judge is not None:
         check_models([config.judge.model], config.judge.engine, config.judge.resources)
@@ -193,8 +195,6 @@ def plan(config: RunConfig) -> PlanReport:
     Raises:
         RayBenchError: every error :func:`run` raises before it starts Ray.
     """
-    check_job_paths({"data_dir": config.data_dir, "out_dir": config.out_dir,
-                     **{f"model {m.name!r}": m.path for m in config.models}}, config.root)
     validate_models(config)
     questions = load_questions(config)
     out_dir = Path(config.out_dir)
@@ -240,8 +240,6 @@ def run(
         A :class:`RunSummary`; failed shards are listed there (and rerunning retries them).
     """
     started = time.time()
-    check_job_paths({"data_dir": config.data_dir, "out_dir": config.out_dir,
-                     **{f"model {m.name!r}": m.path for m in config.models}}, config.root)
     validate_models(config)
     questions = load_questions(config)
     out_dir = Path(config.out_dir)

@@ -97,10 +97,8 @@ def _load_tokenizer(model: ModelSpec) -> tuple[Any, str]:
         return None, f"estimated at {CHARS_PER_TOKEN:g} characters/token (no tokenizer: {first[:80]})"
 
 
-def dataset_cost(
-    counter: _Counter, model: str, dataset: str, table: pa.Table, pending: int, max_new_tokens: int
-) -> DatasetCost:
-    """The token counts of ``pending`` of ``table``'s questions (scaled from the whole table)."""
+def dataset_cost(counter: _Counter, model: str, dataset: str, table: pa.Table, max_new_tokens: int) -> DatasetCost:
+    """The token counts of all of ``table``'s questions (see :func:`scaled` for a part of them)."""
     cols = table.select(["kind", "prompt", "turns", "choices"]).to_pydict()
     closed = [i for i, k in enumerate(cols["kind"]) if k == "closed"]
     opened = [i for i, k in enumerate(cols["kind"]) if k != "closed"]
@@ -116,13 +114,24 @@ def dataset_cost(
     turns = [cols["turns"][i] or [cols["prompt"][i]] for i in opened]
     open_prompt = sum(counter.lengths([t for ts in turns for t in ts])) + counter.turn_overhead * sum(map(len, turns))
     decode = max_new_tokens * sum(map(len, turns))
-    scale = pending / table.num_rows if table.num_rows else 0.0
-    forward = prompt_tokens + choice_tokens + open_prompt
     return DatasetCost(
-        model=model, dataset=dataset, questions=table.num_rows, pending=pending,
-        prompt_tokens=round((prompt_tokens + open_prompt) * scale), choice_tokens=round(choice_tokens * scale),
-        forward_tokens=round(forward * scale), unshared_forward_tokens=round((unshared + open_prompt) * scale),
-        decode_tokens_max=round(decode * scale), tokenizer=counter.source,
+        model=model, dataset=dataset, questions=table.num_rows, pending=table.num_rows,
+        prompt_tokens=prompt_tokens + open_prompt, choice_tokens=choice_tokens,
+        forward_tokens=prompt_tokens + choice_tokens + open_prompt, unshared_forward_tokens=unshared + open_prompt,
+        decode_tokens_max=decode, tokenizer=counter.source,
+    )
+
+
+def scaled(full: DatasetCost, model: str, pending: int) -> DatasetCost:
+    """``full``'s counts for ``pending`` of its questions (the dataset's average per question)."""
+    from dataclasses import replace
+
+    share = pending / full.questions if full.questions else 0.0
+    return replace(
+        full, model=model, pending=pending, prompt_tokens=round(full.prompt_tokens * share),
+        choice_tokens=round(full.choice_tokens * share), forward_tokens=round(full.forward_tokens * share),
+        unshared_forward_tokens=round(full.unshared_forward_tokens * share),
+        decode_tokens_max=round(full.decode_tokens_max * share),
     )
 
 
@@ -139,18 +148,9 @@ def estimate_costs(
         key = _tokenizer_key(model)
         if key not in counted:
             counter = _Counter(model, engine)
-            counted[key] = [dataset_cost(counter, model.name, name, table, table.num_rows, engine.max_new_tokens)
+            counted[key] = [dataset_cost(counter, model.name, name, table, engine.max_new_tokens)
                             for name, table in questions.items()]
-        for full in counted[key]:
-            n = pending.get((model.name, full.dataset), 0)
-            share = n / full.questions if full.questions else 0.0
-            out.append(DatasetCost(
-                model=model.name, dataset=full.dataset, questions=full.questions, pending=n,
-                prompt_tokens=round(full.prompt_tokens * share), choice_tokens=round(full.choice_tokens * share),
-                forward_tokens=round(full.forward_tokens * share),
-                unshared_forward_tokens=round(full.unshared_forward_tokens * share),
-                decode_tokens_max=round(full.decode_tokens_max * share), tokenizer=full.tokenizer,
-            ))
+        out.extend(scaled(full, model.name, pending.get((model.name, full.dataset), 0)) for full in counted[key])
     return out
 
 
