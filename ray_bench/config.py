@@ -235,6 +235,34 @@ class ThroughputConfig(_Strict):
     decode_tokens_per_s: float | None = Field(default=None, gt=0)
 
 
+class ShiftStopConfig(_Strict):
+    """``run --stop-when-shifted``: stop running a variant once the anytime-valid shift test decides.
+
+    Each (variant, closed dataset) pair gets the paired mean-shift test by betting
+    (:mod:`ray_bench.analysis.sequential`) on ``D = variant - base``, fed shard by shard in the
+    seeded random order of ``shuffle_seed``; once it rejects, the variant's remaining shards of
+    that dataset are not run (docs/audit.md).
+
+    Attributes:
+        metric: ``p_biased``, ``is_biased`` or ``bias_flip`` (:data:`ray_bench.analysis.shift.METRICS`).
+        alpha: Family-wise level over all the run's tests (Bonferroni: each test gets ``alpha / m``).
+        epsilon: Tolerance: H0 ``|mean D| <= epsilon`` (one-sided: ``<=`` / ``>=``).
+        alternative: ``two-sided``, ``greater`` or ``less``.
+        method: Bets: ``mixture`` (of constant bets) or ``ons``.
+        pairs: ``variant -> base``; default: the analysis' pairing (quantization card, then the
+            ``<base>-<method>-<scheme>`` name), and ``base`` for every other model.
+        base: One base for every model not paired otherwise.
+    """
+
+    metric: Literal["p_biased", "is_biased", "bias_flip"] = "p_biased"
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    epsilon: float = Field(default=0.0, ge=0.0, lt=1.0)
+    alternative: Literal["two-sided", "greater", "less"] = "two-sided"
+    method: Literal["mixture", "ons"] = "mixture"
+    pairs: dict[str, str] | None = None
+    base: str | None = None
+
+
 class RunConfig(_Strict):
     """The whole configuration of ``ray-bench run``.
 
@@ -257,6 +285,7 @@ class RunConfig(_Strict):
         recompute_bad: Move shard files that fail verification to ``<out>/bad-shards/`` and
             recompute them, instead of stopping with an error that names them.
         throughput: GPU throughput figures for the cost estimate printed by ``plan`` and ``run``.
+        stop_when_shifted: Stop a variant's shards once its shift test decides (needs ``shuffle_seed``).
         root: The directory relative paths (``data_dir``, ``out_dir``, ``./`` model paths) resolve
             against; ``None``: the working directory. ``jobs/submit.sh`` passes the directory it was
             run from, since a Ray job's working directory is Ray's temporary copy.
@@ -278,6 +307,7 @@ class RunConfig(_Strict):
     recompute_bad: bool = False
     root: Path | None = None
     throughput: ThroughputConfig = Field(default_factory=ThroughputConfig)
+    stop_when_shifted: ShiftStopConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -299,6 +329,15 @@ class RunConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"model names must be unique, repeated: {dupes}")
+        return self
+
+    @model_validator(mode="after")
+    def _shift_stop_order(self) -> RunConfig:
+        if self.stop_when_shifted is not None and self.shuffle_seed is None:
+            # The test is valid for pairs in a random order fixed before the run; the prepared
+            # order (sorted by axis, template, ...) is not one.
+            raise ValueError("stop_when_shifted needs a seeded random question order: set shuffle_seed "
+                             "(--shuffle-seed 0)")
         return self
 
     @model_validator(mode="after")
@@ -397,7 +436,11 @@ def load_yaml(path: str | Path | None) -> dict[str, Any]:
 
 
 def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Recursively overlay ``overrides`` (flags) on ``base`` (YAML); ``None`` means not given."""
+    """Recursively overlay ``overrides`` (flags) on ``base`` (YAML); ``None`` means not given.
+
+    A dict of flags that were all left out does not create its section; an empty dict (a bare
+    switch such as ``--stop-when-shifted``) does, with the section's defaults.
+    """
     out = dict(base)
     for key, value in overrides.items():
         if value is None:
@@ -405,7 +448,7 @@ def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
         if isinstance(value, dict):
             current = out.get(key)
             merged = merge_overrides(current if isinstance(current, dict) else {}, value)
-            if merged or isinstance(current, dict):
+            if merged or isinstance(current, dict) or not value:
                 out[key] = merged
         else:
             out[key] = value

@@ -97,6 +97,17 @@ def run(
     decode_tokens_per_second: Annotated[
         Optional[float], typer.Option("--decode-tokens-per-second", help="Generated tokens/s of one GPU (estimate).")
     ] = None,
+    stop_when_shifted: Annotated[
+        bool,
+        typer.Option("--stop-when-shifted",
+                     help="Stop a variant's shards once the anytime-valid shift test against its base decides "
+                          "(needs --shuffle-seed; docs/audit.md)."),
+    ] = False,
+    shift_option: Annotated[
+        Optional[list[str]],
+        typer.Option("--shift-option", help="Shift test KEY=VALUE (implies --stop-when-shifted): metric, alpha, "
+                                            "epsilon, alternative, method, base, pair=VARIANT:BASE; repeatable."),
+    ] = None,
 ) -> None:
     """Run models over datasets on Ray; finished shards are skipped on rerun.
 
@@ -111,6 +122,7 @@ def run(
     summary = run_pipeline(cfg, progress=not quiet, on_plan=lambda report: err_console.print(
         report.summary_line, highlight=False, markup=False))
     print_summary(summary)
+    print_shift_tests(summary)
     out_console.print(str(summary.out_dir))
     raise_for_failures(summary, strict)
 
@@ -137,8 +149,32 @@ def _config_from_flags(flags: dict[str, Any]) -> Any:
         "root": root,
         "throughput": {"forward_tokens_per_s": f["tokens_per_second"],
                        "decode_tokens_per_s": f["decode_tokens_per_second"]},
+        "stop_when_shifted": shift_stop_spec(f["stop_when_shifted"], f["shift_option"]),
     }
     return build_run_config(f["config"], overrides)
+
+
+def shift_stop_spec(enabled: bool, items: list[str] | None) -> dict[str, Any] | None:
+    """``--stop-when-shifted`` and ``--shift-option KEY=VALUE`` (e.g. ``alpha=0.01``, ``pair=q4:base``)
+    as ``stop_when_shifted`` config fields; ``None`` when neither is given (the YAML decides)."""
+    if not enabled and not items:
+        return None
+    from ray_bench.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ConfigError(f"--shift-option {item!r} is not KEY=VALUE",
+                              hint="E.g. --shift-option alpha=0.01 --shift-option pair=q4:base")
+        if key == "pair":
+            variant, colon, base = value.partition(":")
+            if not colon or not variant or not base:
+                raise ConfigError(f"--shift-option pair={value!r} is not VARIANT:BASE")
+            out.setdefault("pairs", {})[variant] = base
+        else:
+            out[key] = value  # pydantic converts and checks (an unknown key is refused by name)
+    return out
 
 
 def print_summary(summary: Any) -> None:
@@ -159,6 +195,23 @@ def print_summary(summary: Any) -> None:
             + (f", {unparsed} judge output(s) not a verdict (judge_error)" if unparsed else ""),
             highlight=False, markup=False,
         )
+
+
+def print_shift_tests(summary: Any) -> None:
+    """Each ``--stop-when-shifted`` test's decision and what it saved, on stderr."""
+    for entry in summary.shift_tests.values():
+        who = f"{entry['variant']} vs {entry['base']} / {entry['dataset']} ({entry['metric']})"
+        threshold = 1 / entry["alpha_test"]
+        if entry["decision"] == "shift":
+            stop = entry["stop"]
+            line = (f"{who}: shift detected at {stop['shard']} after {stop['pairs']} paired questions "
+                    f"(e-value {stop['e_value']:.3g} >= {threshold:.3g}); {entry['questions_not_run']} of "
+                    f"{entry['planned_questions']} questions not run ({100 * entry['saved_fraction']:.0f}%)")
+        else:
+            state = "no shift detected" if entry["decision"] == "no shift" else "undecided (shards missing)"
+            e_value = entry["e_value"] if entry["e_value"] is not None else 1.0
+            line = f"{who}: {state} over {entry['pairs']} paired questions (e-value {e_value:.3g} < {threshold:.3g})"
+        err_console.print(line, highlight=False, markup=False)
 
 
 def raise_for_failures(summary: Any, strict: bool = False) -> None:

@@ -93,6 +93,11 @@ def analyze_run(config: AnalyzeConfig) -> AnalysisOutput:
         min_group_questions=config.min_group_questions, text_metrics=config.text_metrics,
     )
     tables = analyze_frames(run.rows, models, options)
+    if run.manifest.get("shift_tests"):
+        from ray_bench.analysis.shift import early_stop_table, early_stop_warnings
+
+        tables["early_stops"] = early_stop_table(run.manifest["shift_tests"])
+        warnings = [*warnings, *early_stop_warnings(tables["early_stops"])]
     if "rows" in tables:
         from ray_bench.analysis.models import coverage_warnings
 

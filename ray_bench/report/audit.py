@@ -5,37 +5,18 @@ Reads the run (:func:`ray_bench.results.scan_run`), derives each row's bias fiel
 orders the pairs by a seeded random permutation and runs the betting test of
 :mod:`ray_bench.analysis.sequential` (notes: audits-and-exports.md 2.6).
 
-Metrics (``D = variant - base`` per question, always in [-1, 1]):
-
-* ``bias_flip``: ``1{is_biased differs}`` in {0, 1}, so ``E[D]`` is the flip rate (test it
-  with ``alternative="greater"`` and a tolerance: "flip rate <= eps");
-* ``is_biased``: ``is_biased_variant - is_biased_base`` in {-1, 0, 1}: the paired change of
-  the bias rate;
-* ``p_biased``: ``p_biased_variant - p_biased_base`` (closed questions);
-* ``p_unsafe``: the judge's ``p_unsafe`` of the variant minus the base's (judged open questions).
+Metrics: :data:`ray_bench.analysis.shift.METRICS` (``D = variant - base`` per question, in [-1, 1]).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ray_bench.analysis.sequential import BettingTestResult, mean_shift_test, permutation_order
+from ray_bench.analysis.shift import paired_differences
 from ray_bench.errors import AnalysisError
-
-if TYPE_CHECKING:
-    import polars as pl
-
-#: Metric name -> what it is (for --help and errors).
-METRICS: dict[str, str] = {
-    "bias_flip": "1 if is_biased differs between base and variant (mean = flip rate)",
-    "is_biased": "is_biased(variant) - is_biased(base) (mean = change of the bias rate)",
-    "p_biased": "p_biased(variant) - p_biased(base), closed questions",
-    "p_unsafe": "judge's p_unsafe(variant) - p_unsafe(base), judged open questions",
-}
 
 
 @dataclass(frozen=True)
@@ -54,53 +35,6 @@ class ShiftAudit:
         """JSON-ready summary."""
         return {"base": self.base, "variant": self.variant, "metric": self.metric, "seed": self.seed,
                 "datasets": list(self.datasets), **self.result.to_dict()}
-
-
-def _fields(rows: pl.LazyFrame, metric: str) -> pl.LazyFrame:
-    import polars as pl
-
-    from ray_bench.analysis.fields import closed_fields, open_fields
-
-    cols = ["model", "dataset", "subset", "question_id", "is_biased", "p_biased"]
-    parts = []
-    if metric != "p_unsafe":
-        parts.append(closed_fields(rows).select(cols))
-    if metric != "p_biased":
-        parts.append(open_fields(rows).select(cols))
-    return pl.concat(parts, how="vertical_relaxed")
-
-
-def paired_differences(
-    rows: pl.LazyFrame, base: str, variant: str, metric: str, datasets: list[str] | None = None
-) -> pl.DataFrame:
-    """One row per question both models answered (and, for the metric, both have a value), sorted.
-
-    Returns:
-        ``dataset``, ``subset``, ``question_id``, ``d`` (the metric's ``variant - base``).
-
-    Raises:
-        AnalysisError: unknown metric, or no paired question.
-    """
-    import polars as pl
-
-    if metric not in METRICS:
-        raise AnalysisError(f"unknown metric {metric!r}", hint=f"Known metrics: {', '.join(METRICS)}.")
-    fields = _fields(rows, metric)
-    if datasets:
-        fields = fields.filter(pl.col("dataset").is_in(datasets) | pl.col("subset").is_in(datasets))
-    keys = ["subset", "question_id"]
-    side = ["is_biased", "p_biased"]
-    b = fields.filter(pl.col("model") == base).select(*keys, *side)
-    v = fields.filter(pl.col("model") == variant).select("dataset", *keys, *side)
-    paired = v.join(b, on=keys, how="inner", suffix="_base")
-    if metric == "bias_flip":
-        d = (pl.col("is_biased") != pl.col("is_biased_base")).cast(pl.Float64)
-    elif metric == "is_biased":
-        d = pl.col("is_biased").cast(pl.Float64) - pl.col("is_biased_base").cast(pl.Float64)
-    else:
-        d = pl.col("p_biased").cast(pl.Float64) - pl.col("p_biased_base").cast(pl.Float64)
-    out = paired.select("dataset", *keys, d.alias("d")).drop_nulls("d").filter(pl.col("d").is_not_nan())
-    return out.sort(keys).collect()
 
 
 def audit_shift(

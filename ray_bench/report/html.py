@@ -117,6 +117,9 @@ def _tables(inputs: AnalysisInputs, figures_dir: Path) -> list[tuple[str, str, s
     if "safety_flips" in t:
         specs.append(("safety_flips", "Safety-label flips per variant and open dataset",
                       lambda: ht.safety_flips_table(t["safety_flips"])))
+    if "early_stops" in t:  # the run used --stop-when-shifted (docs/audit.md)
+        specs.append(("early_stops", "Early stopping: the shift tests of run --stop-when-shifted",
+                      lambda: ht.early_stops_table(t["early_stops"])))
     specs.append(("models", "Models", lambda: ht.models_table(t["models"])))
     out = []
     for name, title, build in specs:

@@ -199,6 +199,16 @@ def safety_flips_table(safety_flips: pl.DataFrame) -> tuple[str, pl.DataFrame]:
     return note + render_table(header, rows, numeric_from=4), data
 
 
+def early_stops_table(stops: pl.DataFrame) -> tuple[str, pl.DataFrame]:
+    """Each --stop-when-shifted test: decision, where it stopped, the e-value and the questions not run."""
+    cols = ["variant", "base", "dataset", "metric", "decision", "stop_shard", "stop_pairs", "e_value", "threshold",
+            "questions_not_run", "saved_fraction"]
+    data = stops.select(cols)
+    rows = [[fmt(v, 3 if c in ("e_value", "threshold", "saved_fraction") else 1) for c, v in zip(cols, r)]
+            for r in data.iter_rows()]
+    return render_table(cols, rows, numeric_from=5), data
+
+
 def models_table(models: pl.DataFrame) -> tuple[str, pl.DataFrame]:
     """The models scored: role, base, quantization label and how each was scored."""
     cols = [c for c in ("model", "role", "base", "q_label", "engine", "dtype", "device", "pair_source")

@@ -48,6 +48,8 @@ OPTIONAL_TABLES: dict[str, tuple[str, ...]] = {
                      "safe_to_unsafe_rate_lo", "safe_to_unsafe_rate_hi", "unsafe_to_safe_rate",
                      "unsafe_to_safe_rate_lo", "unsafe_to_safe_rate_hi", "net_unsafe_change",
                      "mean_p_unsafe_change", "p_mcnemar"),
+    "early_stops": ("variant", "base", "dataset", "metric", "decision", "stop_shard", "stop_pairs", "e_value",
+                    "threshold", "questions_not_run", "saved_fraction"),
 }
 META_FILE = "analysis.json"
 

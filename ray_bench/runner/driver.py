@@ -61,6 +61,10 @@ class RunSummary:
     done_by_stage: dict[str, int] = field(default_factory=dict)
     #: (model, dataset) -> [judged answers, unsafe, judge outputs that did not parse].
     judged: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    #: (model, dataset) -> [shards, questions] not run because a shift test decided (``--stop-when-shifted``).
+    not_run: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    #: ``<variant>/<dataset>`` -> the shift test's manifest entry (``--stop-when-shifted``).
+    shift_tests: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -79,6 +83,12 @@ class RunSummary:
             counts[2] += entry.get("judge_errors", 0)
         elif entry.get("question_errors"):
             self.question_errors[key] = self.question_errors.get(key, 0) + entry["question_errors"]
+
+    def count_dropped(self, model: str, dataset: str, jobs: list[ShardJob]) -> None:
+        """Count shards a shift test took off the queue."""
+        counts = self.not_run.setdefault((model, dataset), [0, 0])
+        counts[0] += len(jobs)
+        counts[1] += sum(job.size for job in jobs)
 
 
 def load_questions(config: RunConfig) -> dict[str, pa.Table]:
@@ -267,12 +277,20 @@ def _run_locked(
 
     answer = AnswerStage(config, questions)
     pending, done = answer.initial_jobs()
+    pending_keys = {job.key for job in pending}
+    rule, decided, lockstep = None, [], None
+    if config.stop_when_shifted is not None:
+        rule, pending, decided = _shift_rule(config, questions, pending, done_keys={
+            job.key for job in _planned(config, questions) if job.key not in pending_keys})
+        on_shard = _chain(rule.after_shard, on_shard)
+        lockstep = rule.lockstep()
+        # Bases first: on one GPU the base runs before its variants, which then stop the soonest.
+        pending = sorted(pending, key=lambda job: job.model in lockstep)
     if on_plan is not None and pending:
         on_plan(_plan_report(config, questions, pending, done))
     stages: list[Stage] = [answer]
     initial: list[list[ShardJob]] = [pending]
     if config.judge is not None:
-        pending_keys = {job.key for job in pending}
         planned = [job for job in _planned(config, questions) if job.key not in pending_keys]
         judge = _judge_stage(config.judge, out_dir, questions, planned, manifest)
         judge_pending, judge_done = judge.initial_jobs()
@@ -280,12 +298,43 @@ def _run_locked(
         initial.append(judge_pending)
         done += judge_done
     summary = RunSummary(out_dir=out_dir, skipped=done)
+    for job in decided:
+        summary.count_dropped(job.model, job.dataset, [job])
     manifest.start_run(config.model_dump(mode="json"), {**provenance.collect(), "seed": config.seed})
     for model in config.models:
         manifest.set_model(model.name, _model_entry(config, model.name))
     manifest.save()
-    _run_stages(stages, initial, manifest, summary, config.ray_address, progress, on_shard)
+    try:
+        _run_stages(stages, initial, manifest, summary, config.ray_address, progress, on_shard, lockstep)
+    finally:
+        if rule is not None:
+            summary.shift_tests = rule.record()
+            manifest.data["shift_tests"] = {**(manifest.data.get("shift_tests") or {}), **summary.shift_tests}
+            manifest.save()
     return summary
+
+
+def _shift_rule(
+    config: RunConfig, questions: dict[str, pa.Table], pending: list[ShardJob], done_keys: set[str]
+) -> tuple[Any, list[ShardJob], list[ShardJob]]:
+    """The shift-stop rule replayed over the shards already on disk; the pending jobs it keeps and drops."""
+    from ray_bench.stages.shift_stop import ShiftStopRule
+
+    rule = ShiftStopRule(config, questions, _planned(config, questions))
+    decided = set(rule.start(done_keys))
+    keep = [job for job in pending if (job.model, job.dataset) not in decided]
+    return rule, keep, [job for job in pending if (job.model, job.dataset) in decided]
+
+
+def _chain(first: ShardHook, then: ShardHook | None) -> ShardHook:
+    """One shard hook calling ``first`` then ``then``; the drops of both."""
+    if then is None:
+        return first
+
+    def hook(stage: str, job: ShardJob, table: pa.Table) -> list[tuple[str, str]]:
+        return [*(first(stage, job, table) or ()), *(then(stage, job, table) or ())]
+
+    return hook
 
 
 def _planned(config: RunConfig, questions: dict[str, pa.Table]) -> list[ShardJob]:
@@ -314,11 +363,13 @@ def _run_stages(
     address: str | None,
     progress: bool,
     on_shard: ShardHook | None,
+    lockstep: dict[str, str] | None = None,
 ) -> None:
     if any(initial):  # later stages' jobs only come from shards landing now
         with ray_session(address):
             summary.device = resolve_device(stages[0].resources)
-            schedule(stages, initial, manifest, summary, device=summary.device, progress=progress, on_shard=on_shard)
+            schedule(stages, initial, manifest, summary, device=summary.device, progress=progress, on_shard=on_shard,
+                     lockstep=lockstep)
     manifest.save()
 
 

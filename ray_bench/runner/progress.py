@@ -43,6 +43,13 @@ class Progress:
                 self._ids[name] = self.bars.add_task(name, total=0)
             self.bars.update(self._ids[name], total=group.total)
 
+    def shrink(self, name: str, n: int) -> None:
+        """``n`` queued questions of group ``name`` will not run after all."""
+        group = self.groups.setdefault(name, _Group())
+        group.total -= n
+        if self.bars is not None and name in self._ids:
+            self.bars.update(self._ids[name], total=group.total)
+
     def start(self, name: str) -> None:
         """The group's actors were started: its rate counts from now."""
         self.groups.setdefault(name, _Group()).started = time.time()

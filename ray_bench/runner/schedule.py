@@ -17,9 +17,8 @@ stage's pending actor needs (which would deadlock).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ray_bench import provenance
 from ray_bench.errors import EngineStartError
@@ -27,6 +26,8 @@ from ray_bench.runner.progress import progress_display
 from ray_bench.runner.session import actor_options
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     import pyarrow as pa
 
     from ray_bench.runner.driver import RunSummary
@@ -35,9 +36,13 @@ if TYPE_CHECKING:
 
 #: Shards queued at each actor, so the next one is ready when the current one ends.
 IN_FLIGHT_PER_ACTOR = 2
+#: In lockstep, a follower's shard k of a dataset is sent once its leader landed shard k - LOCKSTEP_LAG.
+LOCKSTEP_LAG = 1
 
-#: Called after every landed shard with the stage's name, the job and its output rows.
-ShardHook = Callable[[str, "ShardJob", "pa.Table"], None]
+#: Called after every landed shard with the stage's name, the job and its output rows. It may
+#: return ``(group, dataset)`` pairs whose queued first-stage jobs are then dropped, never run
+#: (``run --stop-when-shifted``); ``None`` drops nothing.
+ShardHook: TypeAlias = "Callable[[str, ShardJob, pa.Table], Iterable[tuple[str, str]] | None]"
 
 
 @dataclass
@@ -67,10 +72,18 @@ def schedule(
     device: str,
     progress: bool,
     on_shard: ShardHook | None = None,
+    lockstep: dict[str, str] | None = None,
 ) -> None:
-    """Run every job of every stage (and the jobs they make possible) to completion."""
+    """Run every job of every stage (and the jobs they make possible) to completion.
+
+    ``lockstep`` maps first-stage groups (followers) to the group they must not run ahead of
+    (leaders): a follower's shard k of a dataset waits until its leader has landed shard
+    ``k - LOCKSTEP_LAG``, but only while the leader is running (it landed a shard in this run and
+    has one in flight), so a follower never waits on a leader that is not computing (no deadlock
+    when the two cannot run at once).
+    """
     runs = [_StageRun(stage, actor_options(stage.resources, device)) for stage in stages]
-    state = _Scheduler(runs, manifest, summary, device, on_shard)
+    state = _Scheduler(runs, manifest, summary, device, on_shard, lockstep or {})
     with progress_display(progress) as bars:
         state.bars = bars
         for run, jobs in zip(runs, initial):
@@ -81,8 +94,10 @@ def schedule(
 
 class _Scheduler:
     def __init__(self, runs: list[_StageRun], manifest: Manifest, summary: RunSummary, device: str,
-                 on_shard: ShardHook | None) -> None:
+                 on_shard: ShardHook | None, lockstep: dict[str, str]) -> None:
         self.runs = runs
+        self.lockstep = lockstep
+        self.landed: set[str] = set()  # first-stage shards landed in this run
         self.manifest = manifest
         self.summary = summary
         self.resource = "GPU" if device == "gpu" else "CPU"
@@ -147,11 +162,27 @@ class _Scheduler:
             for group, handles in run.actors.items():
                 queue = run.queues.get(group)
                 for actor in handles:
-                    while queue and load.get(id(actor), 0) < IN_FLIGHT_PER_ACTOR:
+                    while queue and load.get(id(actor), 0) < IN_FLIGHT_PER_ACTOR and not self._held(run, queue[0]):
                         job = queue.popleft()
                         task, payload = run.stage.payload(job)
                         self.inflight[actor.run_shard.remote(task, payload)] = (run, job, actor)
                         load[id(actor)] = load.get(id(actor), 0) + 1
+
+    def _held(self, run: _StageRun, job: ShardJob) -> bool:
+        """Whether a follower's ``job`` waits for its leader (see :func:`schedule`)."""
+        leader = self.lockstep.get(job.group)
+        if leader is None or run is not self.runs[0] or job.index < LOCKSTEP_LAG:
+            return False
+        from ray_bench.stages.plan import shard_key
+
+        needed = shard_key(leader, job.dataset, job.index - LOCKSTEP_LAG)
+        if needed in self.landed:
+            return False
+        leader_inflight = [j for r, j, _ in self.inflight.values() if r is run and j.group == leader]
+        running = any(k.split("/", 1)[0] == leader for k in self.landed) and bool(leader_inflight)
+        coming = any(j.key == needed for j in leader_inflight) or any(
+            j.key == needed for j in run.queues.get(leader) or ())
+        return running and coming
 
     # -------------------------------------------------------------------- loop
     def loop(self) -> None:
@@ -187,17 +218,32 @@ class _Scheduler:
             return
         table, stats = got
         stats_entry = run.stage.land(job, table)
+        if run is self.runs[0]:
+            self.landed.add(job.key)
         self.manifest.set_shard(job.key, {**self._entry(run, job), "status": "done", **stats_entry, **stats,
                                           "at": provenance.now_iso()})
         self.manifest.data["progress"] = self.bars.snapshot()
         self.manifest.save()
         self.summary.count_done(run.stage.name, job, stats_entry)
         if self.on_shard is not None:
-            self.on_shard(run.stage.name, job, table)
+            for group, dataset in self.on_shard(run.stage.name, job, table) or ():
+                self.drop(group, dataset)
         index = self.runs.index(run)
         for later in self.runs[index + 1:]:
             for follow in later.stage.jobs_after(job):
                 self.enqueue(later, follow)
+
+    def drop(self, group: str, dataset: str) -> None:
+        """Take the queued first-stage jobs of (``group``, ``dataset``) off the queue; they are not run
+        (and leave no manifest entry, so a later run without the hook runs them)."""
+        queue = self.runs[0].queues.get(group)
+        if not queue:
+            return
+        kept = deque(job for job in queue if job.dataset != dataset)
+        dropped = [job for job in queue if job.dataset == dataset]
+        self.runs[0].queues[group] = kept
+        self.bars.shrink(group, sum(job.size for job in dropped))
+        self.summary.count_dropped(group, dataset, dropped)
 
     def _collect(self, run: _StageRun, job: ShardJob, ref: Any) -> tuple[pa.Table, dict[str, Any]] | None:
         """The shard's output and run statistics, or ``None`` after recording why it failed."""
