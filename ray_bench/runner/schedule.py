@@ -79,8 +79,9 @@ def schedule(
     ``lockstep`` maps first-stage groups (followers) to the group they must not run ahead of
     (leaders): a follower's shard k of a dataset waits until its leader has landed shard
     ``k - LOCKSTEP_LAG``, but only while the leader is running (it landed a shard in this run and
-    has one in flight), so a follower never waits on a leader that is not computing (no deadlock
-    when the two cannot run at once).
+    has one in flight) or, before its first shard, while the cluster can hold every actor at once
+    (so the leader is loading, not waiting for the follower's resources). A follower never waits
+    on a leader that cannot compute: no deadlock when the two cannot run at once.
     """
     runs = [_StageRun(stage, actor_options(stage.resources, device)) for stage in stages]
     state = _Scheduler(runs, manifest, summary, device, on_shard, lockstep or {})
@@ -179,10 +180,21 @@ class _Scheduler:
         if needed in self.landed:
             return False
         leader_inflight = [j for r, j, _ in self.inflight.values() if r is run and j.group == leader]
-        running = any(k.split("/", 1)[0] == leader for k in self.landed) and bool(leader_inflight)
         coming = any(j.key == needed for j in leader_inflight) or any(
             j.key == needed for j in run.queues.get(leader) or ())
-        return running and coming
+        if not coming:  # landed before this run, failed, or dropped: nothing to wait for
+            return False
+        running = bool(leader_inflight) and any(k.split("/", 1)[0] == leader for k in self.landed)
+        return running or (leader in run.actors and self._all_fit())
+
+    def _all_fit(self) -> bool:
+        """Whether the cluster holds every live first-stage actor at once (so none waits for another's
+        resources, and a follower may wait for its leader while the leader loads)."""
+        import ray
+
+        total = ray.cluster_resources().get(self.resource, 0)
+        first = self.runs[0]
+        return first.demand() * sum(len(h) for h in first.actors.values()) <= total
 
     # -------------------------------------------------------------------- loop
     def loop(self) -> None:
