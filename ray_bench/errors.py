@@ -149,6 +149,12 @@ class AnalysisError(RayBenchError):
     """The analysis inputs do not allow the requested computation."""
 
 
+class ExportError(RayBenchError):
+    """A review or preference export cannot be made from its inputs (``ray-bench export``)."""
+
+    default_hint = "See docs/export.md for the layouts `ray-bench export` reads and writes."
+
+
 class QuantizationError(RayBenchError):
     """A quantization request is invalid or a variant failed."""
 

@@ -15,6 +15,7 @@ from ray_bench.cli import audit as audit_cmd
 from ray_bench.cli import bench as bench_cmd
 from ray_bench.cli import datasets as datasets_cmd
 from ray_bench.cli import demo as demo_cmd
+from ray_bench.cli import export as export_cmd
 from ray_bench.cli import judge as judge_cmd
 from ray_bench.cli import plan as plan_cmd
 from ray_bench.cli import quantize as quantize_cmd
@@ -41,6 +42,7 @@ app = typer.Typer(
 app.add_typer(datasets_cmd.app, name="datasets")
 app.add_typer(bench_cmd.app, name="bench")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(export_cmd.app, name="export")
 app.command("quantize", epilog=quantize_cmd.EPILOG)(quantize_cmd.quantize)
 app.command("plan", epilog=plan_cmd.EPILOG)(plan_cmd.plan)
 app.command("run", epilog=run_cmd.EPILOG)(run_cmd.run)
