@@ -27,11 +27,11 @@ def analyze(
     base: Annotated[Optional[str], typer.Option("--base", help="Pair every other model with this base.")] = None,
     pair: Annotated[Optional[list[str]], typer.Option("--pair", help="VARIANT=BASE; repeatable.")] = None,
     control: Annotated[Optional[list[str]], typer.Option("--control", help="CONTROL=BASE: the base re-scored.")] = None,
-    permutations: Annotated[Optional[int], typer.Option("--permutations", help="Per test [default: 1000].")] = None,
-    bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Resamples per CI [default: 1000].")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of every test [default: 0].")] = None,
+    permutations: Annotated[Optional[int], typer.Option("--permutations", help="Per test (default: 1000).")] = None,
+    bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Resamples per CI (default: 1000).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of every test (default: 0).")] = None,
     min_group_questions: Annotated[
-        Optional[int], typer.Option("--min-group-questions", help="Questions a social group needs [default: 50].")
+        Optional[int], typer.Option("--min-group-questions", help="Questions a social group needs (default: 50).")
     ] = None,
     no_text_metrics: Annotated[bool, typer.Option("--no-text-metrics", help="Skip ROUGE-L etc. of open answers.")] = False,
     judge: Annotated[Optional[str], typer.Option("--judge", help="Whose verdicts, when several judges judged the run.")] = None,
