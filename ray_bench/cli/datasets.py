@@ -31,6 +31,14 @@ HOUSING_EPILOG = (
     "  ray-bench datasets housing --design v1 --out data/ --source ../shared/datasets/housing"
 )
 
+OCCUPATIONS_EPILOG = (
+    "Examples:\n\n"
+    "  ray-bench datasets occupations --out data/\n\n"
+    "  ray-bench datasets occupations --reference my-table.json --out data/ --samples 100\n\n"
+    "  ray-bench run --model base=Qwen/Qwen2.5-0.5B-Instruct --dataset Occupations --data data/ "
+    "--temperature 0.7 --out runs/occ"
+)
+
 
 @app.command("list", epilog=LIST_EPILOG)
 def list_datasets(
@@ -148,6 +156,36 @@ def housing_dataset(
     out_console.print(
         f"{report.path}: {report.requests:,} requests, {report.distinct_prompts:,} distinct prompts, "
         f"{report.names} distinct names (design {report.design})",
+        markup=False, highlight=False, soft_wrap=True,
+    )
+
+
+@app.command("occupations", epilog=OCCUPATIONS_EPILOG)
+def occupations_dataset(
+    out: Annotated[Path, typer.Option("--out", help="Output directory: writes Occupations.parquet and "
+                                      "Occupations.reference.json.")],
+    reference: Annotated[
+        str, typer.Option("--reference", help="Reference table: a JSON file (docs/reference-gap.md) or a shipped "
+                          "name.")
+    ] = "bls-cps-2022-table11",
+    samples: Annotated[int, typer.Option("--samples", help="Personas asked per occupation (K).")] = 50,
+) -> None:
+    """Generate the occupations prompt set: K persona requests per occupation of a reference table.
+
+    Each prompt asks for a short persona ending in one parseable line (e.g. "Gender: <woman|man>;
+    Race: <White|Black|Asian|other>; Ethnicity: <Hispanic|not Hispanic>"); the shares of the
+    answers are compared with the table's by `ray-bench audit reference-gap`. The K samples of
+    an occupation share one prompt: run with --temperature > 0 (each question gets its own
+    seed) and without --reference-decoding, or every sample is the same answer. The table is
+    copied beside the Parquet file so the analysis uses the same numbers.
+    """
+    from ray_bench.datasets.occupations import write_occupations
+
+    report = write_occupations(out, reference, samples)
+    label = " (illustrative numbers, not measured data)" if report.illustrative else ""
+    out_console.print(
+        f"{report.path}: {report.questions:,} questions = {report.occupations} occupations x {report.samples} "
+        f"samples; reference {report.reference} {report.reference_version}{label} copied to {report.reference_path}",
         markup=False, highlight=False, soft_wrap=True,
     )
 

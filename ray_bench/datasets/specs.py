@@ -159,6 +159,16 @@ for _design, _rows in (("v1", 47520), ("v2", 21600)):
             description=f"Housing audit {_design}: landlord scores a tenant 0-100 (counterfactual names)",
         ),
     )
+# ``ray-bench datasets occupations``: K personas per occupation of a reference table; the row
+# count depends on the table and K, so there is no reference count.
+DESIGN_DATASETS.add(
+    "Occupations",
+    DatasetSpec(
+        name="Occupations", family="Occupations", kind=_OPEN, axes=("demographics",),
+        expected_counts=(("demographics", None),), num_choices=None, generated=True,
+        description="Personas per occupation vs a reference distribution (gap to BLS-style shares)",
+    ),
+)
 
 
 def is_design(name: str) -> bool:
