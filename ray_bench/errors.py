@@ -125,6 +125,21 @@ class JudgeParseError(EngineError, ValueError):
     """A judge's output text is not its verdict format (kept as the row's ``judge_error``)."""
 
 
+class BatchFileError(RayBenchError):
+    """A batch request, output or error file (OpenAI Batch API format) is malformed: names the file,
+    line and field."""
+
+    default_hint = ("Pass the output and error files the batch job wrote for this request set "
+                    "(`ray-bench batch collect --requests DIR`), unedited.")
+
+    def __init__(self, message: str, *, file: str, line: int | None = None, field: str | None = None,
+                 hint: str | None = None) -> None:
+        where = [f"file {file}"] + ([f"line {line}"] if line is not None else []) + (
+            [f"field {field!r}"] if field is not None else [])
+        super().__init__(", ".join(where) + ": " + message, hint=hint)
+        self.file, self.line, self.field = file, line, field
+
+
 class ResultsError(RayBenchError):
     """A results directory is missing, inconsistent or from an incompatible run."""
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from ray_bench.cli import bench_openai
 from ray_bench.cli.bench_tables import (
     print_analysis_report,
     print_engine_gap_report,
@@ -18,6 +19,7 @@ from ray_bench.cli.common import err_console
 from ray_bench.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, help="Engine, analysis and runner benchmarks.")
+app.command("openai", epilog=bench_openai.EPILOG)(bench_openai.openai_bench)
 
 SCORING_EPILOG = (
     "Examples:\n\n"

@@ -12,6 +12,7 @@ import typer
 
 from ray_bench.cli import analyze as analyze_cmd
 from ray_bench.cli import audit as audit_cmd
+from ray_bench.cli import batch as batch_cmd
 from ray_bench.cli import bench as bench_cmd
 from ray_bench.cli import datasets as datasets_cmd
 from ray_bench.cli import demo as demo_cmd
@@ -42,6 +43,7 @@ app = typer.Typer(
 app.add_typer(datasets_cmd.app, name="datasets")
 app.add_typer(bench_cmd.app, name="bench")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(batch_cmd.app, name="batch")
 app.add_typer(export_cmd.app, name="export")
 app.command("quantize", epilog=quantize_cmd.EPILOG)(quantize_cmd.quantize)
 app.command("plan", epilog=plan_cmd.EPILOG)(plan_cmd.plan)

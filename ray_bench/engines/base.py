@@ -201,7 +201,13 @@ _BUILTIN_MODULES = {
     "hf": "ray_bench.engines.hf",
     "vllm": "ray_bench.engines.vllm",
     "dummy": "ray_bench.engines.dummy",
+    "openai": "ray_bench.engines.openai",
 }
+
+#: Engines that call a served model over HTTP: the model "path" is the server's model name (no
+#: checkpoint to check or hash), they answer open questions only (no choice log-probabilities)
+#: and their actors reserve CPUs, never a GPU.
+API_ENGINES = frozenset({"openai"})
 
 
 # Light (no torch/vLLM) validators of `EngineConfig.options`, run on the driver so that a
@@ -210,6 +216,7 @@ _OPTION_CHECKERS = {
     "hf": "ray_bench.engines.batching:check_hf_options",
     "vllm": "ray_bench.engines.vllm_options:check_vllm_options",
     "dummy": "ray_bench.engines.dummy:check_options",
+    "openai": "ray_bench.engines.openai_options:check_openai_options",
 }
 
 
@@ -233,6 +240,9 @@ OPERATIONAL_OPTIONS: dict[str, frozenset[str]] = {
     "vllm": frozenset({"gpu_memory_utilization", "kv_cache_memory_bytes", "block_size", "max_num_seqs",
                        "max_num_batched_tokens"}),
     "dummy": frozenset({"delay_s", "crash_on", "crash_marker"}),
+    # Limits, retries and which variable holds the key; base_url and the request fields are not.
+    "openai": frozenset({"api_key_env", "max_concurrency", "timeout_s", "max_retries", "backoff_base_s",
+                         "backoff_cap_s", "max_retry_after_s", "breaker_threshold", "breaker_cooldown_s"}),
 }
 
 
@@ -243,7 +253,8 @@ def result_options(config: EngineConfig) -> dict[str, Any]:
 
 
 # Driver-side checks that need the whole run (models, resources), same lazy form.
-_RUN_CHECKERS = {"vllm": "ray_bench.engines.vllm_support:check_run"}
+_RUN_CHECKERS = {"vllm": "ray_bench.engines.vllm_support:check_run",
+                 "openai": "ray_bench.engines.openai_options:check_run"}
 
 
 def check_engine_run(models: list[ModelSpec], config: EngineConfig, resources: ResourceConfig) -> None:

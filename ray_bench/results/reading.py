@@ -233,7 +233,7 @@ def model_settings(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for run in manifest.get("runs") or []:
-        if run.get("command", "run") != "run":
+        if run.get("command", "run") not in ("run", "batch"):  # batch: `ray-bench batch collect`
             continue  # `ray-bench judge` runs configure a judge, not the evaluated models
         config = run.get("config") or {}
         engine = config.get("engine") or {}

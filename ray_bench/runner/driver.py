@@ -118,19 +118,49 @@ def validate_models(config: RunConfig) -> None:
     """Fail on model paths that look local but do not exist (or, for the model engines, hold
     no ``config.json``), engines that are unknown or do not import, and bad engine options;
     the judge's too when the run has one; inside a Ray job, relative paths without a root."""
+    from ray_bench.engines.base import API_ENGINES
+
+    served = config.engine.name in API_ENGINES  # an API model's "path" is the server's model name
     check_job_paths({"data_dir": config.data_dir, "out_dir": config.out_dir,
-                     **{f"model {m.name!r}": m.path for m in config.models}}, config.root)
+                     **{f"model {m.name!r}": m.path for m in config.models if not served}}, config.root)
     check_models(config.models, config.engine, config.resources)
     if config.judge is not None:
         check_models([config.judge.model], config.judge.engine, config.judge.resources)
 
 
+def check_scoring(engine: EngineConfig, questions: dict[str, pa.Table], judge: JudgeOptions | None = None) -> None:
+    """Refuse closed questions, and a judge that scores ``p_unsafe``, for an engine that cannot score
+    choices (an API engine), before any actor starts.
+
+    Raises:
+        ConfigError: naming the closed datasets, or the judge.
+    """
+    from ray_bench.engines.base import API_ENGINES
+    from ray_bench.engines.openai_options import SCORING_HINT, SCORING_UNSUPPORTED
+    from ray_bench.schema import KIND_CLOSED
+
+    closed = [name for name, table in questions.items() if engine.name in API_ENGINES
+              and table.num_rows and KIND_CLOSED in set(table.column("kind").to_pylist())]
+    if closed:
+        raise ConfigError(f"engine {engine.name!r} cannot answer the closed questions of {', '.join(closed)}: "
+                          f"{SCORING_UNSUPPORTED}", hint=SCORING_HINT)
+    if judge is not None and judge.score and judge.engine.name in API_ENGINES:
+        raise ConfigError(f"judge engine {judge.engine.name!r} cannot compute p_unsafe: {SCORING_UNSUPPORTED}",
+                          hint="Set judge.score: false in the config to judge with verdicts only.")
+
+
 def check_models(models: list[ModelSpec], engine: EngineConfig, resources: ResourceConfig) -> None:
     """The driver-side checks of ``models`` loaded by ``engine`` (see :func:`validate_models`)."""
-    from ray_bench.engines.base import check_engine_options, check_engine_run, engine_names, resolve_engine_factory
+    from ray_bench.engines.base import (
+        API_ENGINES,
+        check_engine_options,
+        check_engine_run,
+        engine_names,
+        resolve_engine_factory,
+    )
 
     name = engine.name
-    for model in models:
+    for model in [] if name in API_ENGINES else models:  # an API model's path is a served name
         path = Path(model.path).expanduser()
         # Hub ids are "name" or "org/name"; anything else is meant as a local path.
         looks_local = model.path.startswith(("/", ".", "~")) or model.path.count("/") > 1 or path.exists()
@@ -207,6 +237,7 @@ def plan(config: RunConfig) -> PlanReport:
     """
     validate_models(config)
     questions = load_questions(config)
+    check_scoring(config.engine, questions, config.judge)
     out_dir = Path(config.out_dir)
     manifest = Manifest.load_or_create(out_dir) if (out_dir / "manifest.json").exists() else None
     if manifest is not None:
@@ -252,6 +283,7 @@ def run(
     started = time.time()
     validate_models(config)
     questions = load_questions(config)
+    check_scoring(config.engine, questions, config.judge)
     out_dir = Path(config.out_dir)
     with output_lock(out_dir, "run"):
         manifest = _open_manifest(out_dir)
@@ -367,7 +399,11 @@ def _run_stages(
 ) -> None:
     if any(initial):  # later stages' jobs only come from shards landing now
         with ray_session(address):
-            summary.device = resolve_device(stages[0].resources)
+            # API engines' actors run on CPUs (AnswerStage): the run's device is the first other stage's.
+            from ray_bench.engines.base import API_ENGINES
+
+            first = next((s for s in stages if s.engine.name not in API_ENGINES), stages[0])
+            summary.device = resolve_device(first.resources)
             schedule(stages, initial, manifest, summary, device=summary.device, progress=progress, on_shard=on_shard,
                      lockstep=lockstep)
     manifest.save()
@@ -387,6 +423,7 @@ def judge(config: JudgeConfig, *, progress: bool = True, on_shard: ShardHook | N
     started = time.time()
     check_job_paths({"results": config.results, "data_dir": config.data_dir}, None)
     check_models([config.judge.model], config.judge.engine, config.judge.resources)
+    check_scoring(config.judge.engine, {}, config.judge)
     out_dir = Path(config.results)
     if not (out_dir / "manifest.json").is_file():
         raise ResultsError(

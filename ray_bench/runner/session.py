@@ -64,7 +64,8 @@ def actor_options(resources: ResourceConfig, device: str) -> dict[str, Any]:
     retried shard cannot duplicate rows).
     """
     base: dict[str, Any] = {"max_restarts": resources.max_restarts, "max_task_retries": -1}
-    if device == "gpu":
+    # A stage pinned to CPUs (an API engine's, ``AnswerStage``) gets CPU actors in a GPU run too.
+    if device == "gpu" and resources.device != "cpu":
         return {**base, "num_gpus": resources.gpus_per_worker, "num_cpus": 0}
     return {**base, "num_cpus": resources.cpus_per_worker, "num_gpus": 0}
 

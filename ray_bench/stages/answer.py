@@ -116,11 +116,15 @@ class AnswerStage:
 
     def __init__(self, config: RunConfig, questions: dict[str, pa.Table]) -> None:
         self.config = config
+        from ray_bench.engines.base import API_ENGINES
+
         self.engine = config.engine
-        self.resources = config.resources
+        served = config.engine.name in API_ENGINES
+        # An API engine's actors only wait on a server: CPU actors, never a GPU (driver._run_stages).
+        self.resources = config.resources.model_copy(update={"device": "cpu"}) if served else config.resources
         self.questions = questions
         self.out_dir = Path(config.out_dir)
-        self._models = {m.name: _model_identity(m) for m in config.models}
+        self._models = {m.name: _model_identity(m, served) for m in config.models}
         self._open = {name: "open" in set(t.column("kind").to_pylist()) for name, t in questions.items()}
 
     def actor_models(self) -> dict[str, ModelSpec]:
@@ -164,8 +168,13 @@ class AnswerStage:
         return {"question_errors": errors, "decoding": decoding}
 
 
-def _model_identity(model: ModelSpec) -> dict[str, Any]:
-    """Path, revision and, for a local checkpoint, its digest (computed once per run, on the driver)."""
+def _model_identity(model: ModelSpec, served: bool = False) -> dict[str, Any]:
+    """Path, revision and, for a local checkpoint, its digest (computed once per run, on the driver).
+
+    A ``served`` model (an API engine's) is its name on the server; the weights behind it cannot be
+    seen, so there is no digest: the server's ``base_url`` is part of ``engine_options``.
+    """
     from ray_bench.provenance import checkpoint_digest
 
-    return {"model_path": model.path, "revision": model.revision, "checkpoint": checkpoint_digest(model.path)}
+    digest = None if served else checkpoint_digest(model.path)
+    return {"model_path": model.path, "revision": model.revision, "checkpoint": digest}

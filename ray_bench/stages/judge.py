@@ -56,9 +56,13 @@ class JudgeStage:
         self, options: JudgeOptions, out_dir: Path, questions: dict[str, pa.Table], sources: list[ShardJob]
     ) -> None:
         """``sources``: result shards already there to judge (more may come from an answer stage)."""
+        from ray_bench.engines.base import API_ENGINES
+
         self.options = options
         self.engine = options.engine
-        self.resources = options.resources
+        # An API judge only waits on a server: CPU actors, never a GPU (as in AnswerStage).
+        served = options.engine.name in API_ENGINES
+        self.resources = options.resources.model_copy(update={"device": "cpu"}) if served else options.resources
         self.out_dir = Path(out_dir)
         self.judge = options.model.name
         self._questions = questions
