@@ -481,6 +481,8 @@ class AnalyzeConfig(_Strict):
         min_test_questions: Questions a test group needs to be tested (else "untested").
         text_metrics: Compute text change (ROUGE-L, ...) of open-ended answers.
         judge: Whose safety verdicts to use when several judges judged the run.
+        housing_correction: Dunn's post-hoc correction of the housing audit over each factor's
+            level pairs: ``holm`` or ``bonferroni`` (docs/housing.md).
     """
 
     results: Path
@@ -496,6 +498,7 @@ class AnalyzeConfig(_Strict):
     min_test_questions: int = Field(default=10, ge=2)
     text_metrics: bool = True
     judge: str | None = None
+    housing_correction: Literal["holm", "bonferroni"] = "holm"
 
     @model_validator(mode="after")
     def _out_is_a_directory(self) -> AnalyzeConfig:

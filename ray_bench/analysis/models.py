@@ -166,6 +166,14 @@ def model_table(settings: Mapping[str, Mapping[str, Any]], pairing: Mapping[str,
     return pl.DataFrame(rows, schema=MODEL_COLUMNS)
 
 
+def unpaired_model_table(settings: Mapping[str, Mapping[str, Any]]) -> pl.DataFrame:
+    """Every model as a base of its own (a run without variants, e.g. a housing audit of one model)."""
+    rows = [{**{k: info.get(k) for k in _SCORING_FIELDS}, "model": name, "base": name, "role": "base",
+             "q_label": "base", "smoothquant": False, "activation_quantization": info.get("activation_quantization")}
+            for name, info in sorted(settings.items())]
+    return pl.DataFrame(rows, schema=MODEL_COLUMNS)
+
+
 
 def scoring_warnings(models: pl.DataFrame) -> list[str]:
     """One line per (variant, field) where a variant was scored differently from its base."""

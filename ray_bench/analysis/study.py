@@ -15,6 +15,7 @@ from ray_bench.analysis.entropy import entropy_box, entropy_diff_hist, entropy_h
 from ray_bench.analysis.fields import check_unique, closed_fields, open_fields
 from ray_bench.analysis.flips import flip_table, pair_rows, question_flip_table, uncertainty_table
 from ray_bench.analysis.groups import group_asymmetry, ranking_table
+from ray_bench.analysis.housing import HousingOptions, has_housing
 from ray_bench.analysis.keys import DATASET_KEYS, PAIR_KEYS
 from ray_bench.analysis.metrics import TestOptions, significance_table, stereoset_table
 from ray_bench.analysis.safety import judged_pairs, safety_flip_table, safety_table
@@ -28,6 +29,7 @@ class StudyOptions:
     tests: TestOptions = field(default_factory=TestOptions)
     min_group_questions: int = 50
     text_metrics: bool = True
+    housing: HousingOptions = field(default_factory=HousingOptions)
 
 
 def _open_rows(rows: pl.LazyFrame, models: pl.DataFrame) -> pl.LazyFrame | None:
@@ -93,10 +95,13 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
         ``{"models", "rows", "flips", "uncertainty", "question_flips", "significance", "stereoset", "groups",
         "rankings", "entropy_hist", "entropy_box", "entropy_diff_hist"}``; when open-ended
         answers exist, ``text_changes``; when the rows carry a judgement (``is_safe``),
-        ``safety`` and ``safety_flips``.
+        ``safety`` and ``safety_flips``; when the rows hold Housing answers, the ``housing_*`` tables
+        of :func:`ray_bench.analysis.housing.housing_tables` (then a run without any base/variant
+        pair, e.g. of one model, is analyzed too: its paired tables are empty).
 
     Raises:
-        AnalysisError: duplicated questions, or no question answered by both a base and a variant.
+        AnalysisError: duplicated questions, or no question answered by both a base and a variant
+            (and no Housing answer).
     """
     options = options or StudyOptions()
     check_unique(rows)
@@ -109,6 +114,8 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
     usable_open = judged_pairs(paired_open) if judged and paired_open is not None else None
     paired = pl.concat([closed, usable_open], how="diagonal_relaxed") if usable_open is not None else closed
     if paired.select(pl.len()).collect().item() == 0:
+        if has_housing(rows):  # the housing audit needs no pair: one model is a complete study
+            return _housing_only(rows, models, paired, paired_open, judged, options)
         raise AnalysisError(
             "no closed question was answered by both a variant and its base",
             hint="Check the pairing (--pair VARIANT=BASE) and that both models ran the same datasets.",
@@ -135,4 +142,33 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
             tables[name] = with_quant_metadata(tables[name], models)
     tables["rows"] = paired.drop([c for c in ("response_base", "response_variant", "responses_base",
                                                "responses_variant") if c in paired.collect_schema().names()]).collect()
+    if has_housing(rows):
+        tables |= _housing_tables(rows, models, options)
     return tables
+
+
+#: The tables computed from base/variant pairs (empty in a run without any).
+PAIRED_TABLES = ("flips", "uncertainty", "question_flips", "significance", "stereoset", "groups", "rankings",
+                 "entropy_hist", "entropy_box", "entropy_diff_hist")
+
+
+def _housing_tables(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptions) -> dict[str, pl.DataFrame]:
+    """The housing audit's tables (docs/housing.md), with the study's permutations and seed."""
+    from ray_bench.analysis.housing import housing_tables
+
+    return housing_tables(rows, models, options.housing, n_permutations=options.tests.n_permutations,
+                          seed=options.tests.seed)
+
+
+def _housing_only(rows: pl.LazyFrame, models: pl.DataFrame, paired: pl.LazyFrame, paired_open: pl.LazyFrame | None,
+                  judged: bool, options: StudyOptions) -> dict[str, pl.DataFrame]:
+    """A run whose only analyzable rows are the housing audit's (e.g. one model): the paired
+    tables are empty, the per-model ones (text changes, safety, housing) are computed."""
+    tables = {"models": models} | {name: pl.DataFrame() for name in PAIRED_TABLES}
+    if paired_open is not None and options.text_metrics:
+        tables["text_changes"] = text_change_table(paired_open)
+    if judged:
+        tables |= _safety_tables(rows, paired_open, models)
+    tables["rows"] = paired.drop([c for c in ("response_base", "response_variant", "responses_base",
+                                               "responses_variant") if c in paired.collect_schema().names()]).collect()
+    return tables | _housing_tables(rows, models, options)

@@ -15,7 +15,8 @@ EPILOG = (
     "  ray-bench analyze --results runs/r1 --out runs/r1/analysis\n\n"
     "  ray-bench analyze --results runs/r1 --base base --out analysis/ --format csv > flips.csv\n\n"
     "  ray-bench analyze --results runs/r1 --pair q4=base --pair q8=base --control base-vllm=base --out analysis/\n\n"
-    "  ray-bench analyze --config jobs/analyze.yaml --permutations 200"
+    "  ray-bench analyze --config jobs/analyze.yaml --permutations 200\n\n"
+    "  ray-bench analyze --results runs/housing --out runs/housing/analysis --housing-correction bonferroni"
 )
 
 
@@ -36,6 +37,8 @@ def analyze(
     no_text_metrics: Annotated[bool, typer.Option("--no-text-metrics", help="Skip ROUGE-L etc. of open answers.")] = False,
     judge: Annotated[Optional[str], typer.Option("--judge", help="Whose verdicts, when several judges judged the run.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="stdout format: table, csv or json (of the flip summary).")] = "table",
+    housing_correction: Annotated[Optional[str], typer.Option(
+        "--housing-correction", help="Housing audit: Dunn's correction, holm (default) or bonferroni.")] = None,
 ) -> None:
     """Pair each variant with its own base and write every analysis table.
 
@@ -57,7 +60,7 @@ def analyze(
         "pairs": parse_assignments(pair, "--pair"), "controls": parse_assignments(control, "--control"),
         "permutations": permutations, "bootstrap": bootstrap, "seed": seed,
         "min_group_questions": min_group_questions, "text_metrics": False if no_text_metrics else None,
-        "judge": judge,
+        "judge": judge, "housing_correction": housing_correction,
     }
     source = f"analyze config{f' {config}' if config else ''}"
     cfg = build_config(AnalyzeConfig, merge_overrides(load_yaml(config), overrides), source)
@@ -66,9 +69,16 @@ def analyze(
         err_console.print(f"[yellow]Warning:[/yellow] {warning}")
     err_console.print(f"Wrote {len(result.tables)} tables to {result.out_dir} in {result.seconds:.1f} s")
     flips = result.tables["flips"]
-    summary = flips.filter(flips["axis"] == ALL_AXES)
+    if not flips.height and "housing_paired" in result.tables:
+        # A run of the housing audit alone has no variant/base flips: its counterfactual gaps are the summary.
+        from ray_bench.report.tables import housing_rich_table
+
+        summary, render = result.tables["housing_paired"], housing_rich_table
+    else:
+        summary = flips.filter(flips["axis"] == ALL_AXES)
+        render = lambda frame: summary_rich_table(frame, result.tables["significance"])  # noqa: E731
     if fmt == "table":
-        out_console.print(summary_rich_table(summary, result.tables["significance"]))
+        out_console.print(render(summary))
     elif fmt == "csv":
         typer.echo(summary.write_csv(), nl=False)
     else:

@@ -107,6 +107,7 @@ def run_demo(out_dir: str | Path, *, fresh: bool = False, progress: bool = True)
     """Build models, prepare the bundled sample, run them through local Ray, analyze, report."""
     from ray_bench.config import AnalyzeConfig
     from ray_bench.datasets import prepare
+    from ray_bench.demo.housing import SLICE_SIZE, write_housing_slice
     from ray_bench.report.analyze import analyze_run
     from ray_bench.report.html import write_report
 
@@ -121,11 +122,14 @@ def run_demo(out_dir: str | Path, *, fresh: bool = False, progress: bool = True)
     t0 = time.time()
     report = prepare("sample", out / "data", log=lambda *_: None)
     _log(f"prepared {sum(d.count for d in report.prepared)} sample questions in {len(report.prepared)} datasets")
+    # A small slice of the housing audit (v2): its report section has every table (docs/housing.md).
+    housing = write_housing_slice(out / "data")
+    _log(f"wrote a {SLICE_SIZE}-question slice of the housing audit (v2 design) to {housing.name}")
     seconds["datasets"] = time.time() - t0
     t0 = time.time()
     _log("running the models through a local Ray cluster (CPU) and judging their open answers (a stand-in judge),"
          " then the base again in bfloat16 as a control")
-    _run_models(out, base, variants, [d.name for d in report.prepared], progress)
+    _run_models(out, base, variants, [d.name for d in report.prepared] + [housing.stem], progress)
     seconds["run"] = time.time() - t0
     t0 = time.time()
     _log("analyzing: flips, bias metrics, permutation tests, groups, rankings")

@@ -59,11 +59,22 @@ def pair_models(
 ) -> tuple[pl.DataFrame, list[str]]:
     """The model table of a scanned run (each variant with its base) and the scoring warnings."""
     from ray_bench.analysis.models import model_table, resolve_pairs, scoring_warnings
+    from ray_bench.errors import AnalysisError
     from ray_bench.results import model_settings
 
     settings = model_settings(run.manifest)
     present = {name: settings.get(name, {"path": None}) for name in run.model_names}
-    pairing = resolve_pairs(present, pairs=pairs, base=base, controls=controls)
+    try:
+        pairing = resolve_pairs(present, pairs=pairs, base=base, controls=controls)
+    except AnalysisError as exc:
+        from ray_bench.analysis.housing import has_housing
+        from ray_bench.analysis.models import unpaired_model_table
+
+        # The housing audit is complete with one model (or several unpaired ones): each is its own base.
+        # Only when nothing could be paired and no pairing was asked for; other pairing errors stand.
+        if pairs or base or controls or "could be paired" not in exc.message or not has_housing(run.rows):
+            raise
+        return unpaired_model_table(present), []
     models = model_table(present, pairing)
     warnings = scoring_warnings(models)
     unpaired = sorted(set(present) - set(models["model"].to_list()))
@@ -81,6 +92,7 @@ def analyze_run(config: AnalyzeConfig) -> AnalysisOutput:
     """
     from ray_bench import provenance
     from ray_bench.analysis.metrics import TestOptions
+    from ray_bench.analysis.housing import HousingOptions
     from ray_bench.analysis.study import StudyOptions, analyze_frames
     from ray_bench.results import scan_run
 
@@ -91,6 +103,7 @@ def analyze_run(config: AnalyzeConfig) -> AnalysisOutput:
         tests=TestOptions(n_permutations=config.permutations, n_bootstrap=config.bootstrap, seed=config.seed,
                           min_n=config.min_test_questions),
         min_group_questions=config.min_group_questions, text_metrics=config.text_metrics,
+        housing=HousingOptions(correction=config.housing_correction),
     )
     tables = analyze_frames(run.rows, models, options)
     if run.manifest.get("shift_tests"):
@@ -98,6 +111,10 @@ def analyze_run(config: AnalyzeConfig) -> AnalysisOutput:
 
         tables["early_stops"] = early_stop_table(run.manifest["shift_tests"])
         warnings = [*warnings, *early_stop_warnings(tables["early_stops"])]
+    if "housing_scores" in tables:  # docs/housing.md
+        from ray_bench.analysis.housing import housing_warnings
+
+        warnings = [*warnings, *housing_warnings(tables["housing_scores"], models)]
     if "rows" in tables:
         from ray_bench.analysis.models import coverage_warnings
 
@@ -111,7 +128,8 @@ def analyze_run(config: AnalyzeConfig) -> AnalysisOutput:
         "results": str(Path(config.results).resolve()), "data": str(run.data_dir.resolve()),
         "config": config.model_dump(mode="json"),
         "options": {"n_permutations": config.permutations, "n_bootstrap": config.bootstrap, "seed": config.seed,
-                    "min_group_questions": config.min_group_questions, "min_test_questions": config.min_test_questions},
+                    "min_group_questions": config.min_group_questions, "min_test_questions": config.min_test_questions,
+                    "housing_correction": config.housing_correction},
         "pairs": {r["model"]: {"base": r["base"], "role": r["role"], "source": r["pair_source"]}
                   for r in models.iter_rows(named=True) if r["role"] != "base"},
         "tables": sorted(tables), "warnings": warnings, "seconds": seconds,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ray_bench.report import fig_housing as fh
 from ray_bench.report.fig_groups import (
     fig4c_rankings,
     fig5a_question_flips,
@@ -199,3 +200,18 @@ FIGURES: tuple[FigureSpec, ...] = (
 
 #: Figure names in report order.
 FIGURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FIGURES)
+
+_H = "Housing audit"
+#: The housing audit's figures (docs/housing.md), drawn after :data:`FIGURES` when the analysis
+#: has housing tables; an analysis without them has no housing section at all.
+HOUSING_FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("figH1_housing_scores", _H, "Housing 1. Tenant scores per factor level",
+               ("housing_levels",), fh.figH1_housing_scores, fh.cap_h1),
+    FigureSpec("figH2_housing_heatmaps", _H, "Housing 2. Mean score of factor pairs",
+               ("housing_cells",), fh.figH2_housing_heatmaps, fh.cap_h2),
+    FigureSpec("figH3_housing_refusals", _H, "Housing 3. Answers without a score per group",
+               ("housing_refusals",), fh.figH3_housing_refusals, fh.cap_h3),
+    FigureSpec("figH4_housing_gaps", _H, "Housing 4. Counterfactual gaps",
+               ("housing_paired",), fh.figH4_housing_gaps, fh.cap_h4),
+)
+HOUSING_FIGURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in HOUSING_FIGURES)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray_bench.atomic import atomic_path, write_bytes_atomic
-from ray_bench.report.figures import FIGURES, FigureSpec, models_phrase
+from ray_bench.report.figures import FIGURES, HOUSING_FIGURES, FigureSpec, models_phrase
 from ray_bench.report.load import AnalysisInputs, read_analysis
 from ray_bench.report.render import (
     FigureBlock,
@@ -120,6 +120,8 @@ def _tables(inputs: AnalysisInputs, figures_dir: Path) -> list[tuple[str, str, s
     if "early_stops" in t:  # the run used --stop-when-shifted (docs/audit.md)
         specs.append(("early_stops", "Early stopping: the shift tests of run --stop-when-shifted",
                       lambda: ht.early_stops_table(t["early_stops"])))
+    if "housing_refusals" in t:  # the run had Housing answers (docs/housing.md)
+        specs += _housing_tables(t)
     specs.append(("models", "Models", lambda: ht.models_table(t["models"])))
     out = []
     for name, title, build in specs:
@@ -133,11 +135,34 @@ def _tables(inputs: AnalysisInputs, figures_dir: Path) -> list[tuple[str, str, s
     return out
 
 
+def _housing_tables(t: dict[str, pl.DataFrame]) -> list[tuple[str, str, Any]]:
+    """The housing audit's table specs (name, title, build), for the tables present."""
+    from ray_bench.report import html_housing as hh
+
+    specs = [("housing_refusals", "Housing audit: answers without a score per group",
+              lambda: hh.refusals_table(t["housing_refusals"]))]
+    if "housing_tests" in t:
+        specs.append(("housing_tests", "Housing audit: Kruskal-Wallis and Dunn's post-hoc tests per factor",
+                      lambda: hh.tests_table(t["housing_tests"], t.get("housing_dunn"))))
+    if "housing_paired" in t:
+        specs.append(("housing_paired", "Housing audit: counterfactual pairs (only gender or race changed)",
+                      lambda: hh.paired_table(t["housing_paired"])))
+    if "housing_quant_gaps" in t:
+        specs.append(("housing_quant_gaps", "Housing audit: demographic gaps before and after quantization",
+                      lambda: hh.quant_gaps_table(t["housing_quant_gaps"])))
+    return specs
+
+
 def _counts(inputs: AnalysisInputs) -> str:
     """One line: datasets, questions and models of the analysis."""
     q = inputs.tables["question_flips"]
     n_sets = q.select("dataset").n_unique() if q.height else 0
-    return f"{n_sets} datasets, {q.height:,} questions; {models_phrase(inputs.tables['models'])}."
+    text = f"{n_sets} datasets, {q.height:,} questions; {models_phrase(inputs.tables['models'])}."
+    if "housing_refusals" in inputs.tables:  # the housing audit is analyzed per model, pairs or not
+        h = inputs.tables["housing_refusals"]
+        n_answers = int(h.filter(h["factor"] == "(all)")["n"].sum()) if h.height else 0
+        text += f" Housing audit: {n_answers:,} answers."
+    return text
 
 
 def _meta_for_header(meta: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +216,8 @@ def write_report(analysis_dir: Path, out: Path, figures_dir: Path | None = None)
     out = Path(out)
     figures_dir = Path(figures_dir) if figures_dir is not None else out.parent / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
-    blocks = [_draw(spec, inputs, figures_dir, out.parent) for spec in FIGURES]
+    housing = HOUSING_FIGURES if "housing_levels" in inputs.tables else ()
+    blocks = [_draw(spec, inputs, figures_dir, out.parent) for spec in (*FIGURES, *housing)]
     tables = _tables(inputs, figures_dir)
     text = page("ray-bench report", _body(inputs, blocks, tables))
     write_bytes_atomic(out, text.encode("utf-8"))

@@ -50,6 +50,23 @@ OPTIONAL_TABLES: dict[str, tuple[str, ...]] = {
                      "mean_p_unsafe_change", "p_mcnemar"),
     "early_stops": ("variant", "base", "dataset", "metric", "decision", "stop_shard", "stop_pairs", "e_value",
                     "threshold", "questions_not_run", "saved_fraction"),
+    # The housing audit (docs/housing.md): present only when the run had Housing answers.
+    **{f"housing_{name}": cols for name, cols in {
+        "refusals": ("model", "subset", "factor", "level", "n", "n_answered", "n_no_score", "n_error",
+                     "no_score_rate", "no_score_rate_lo", "no_score_rate_hi"),
+        "levels": ("model", "subset", "factor", "level", "n", "n_scored", "mean", "q05", "q25", "median", "q75",
+                   "q95"),
+        "cells": ("model", "subset", "factor_a", "factor_b", "level_a", "level_b", "n_scored", "mean"),
+        "tests": ("model", "subset", "factor", "n", "n_levels", "h", "p_value", "epsilon_squared",
+                  "p_no_score_chi2", "status"),
+        "dunn": ("model", "subset", "factor", "level_a", "level_b", "p_adjusted", "correction", "significant"),
+        "paired": ("model", "subset", "factor", "level", "reference", "n_pairs", "n_scored", "n_dropped",
+                   "mean_diff", "diff_lo", "diff_hi", "median_diff", "p_value", "no_score_rate_diff",
+                   "p_no_score_mcnemar", "status"),
+        "quant_gaps": ("base", "variant", "q_label", "subset", "factor", "level", "reference", "n_matched",
+                       "gap_base", "gap_variant", "gap_change", "change_lo", "change_hi", "p_value", "direction",
+                       "status"),
+    }.items()},
 }
 META_FILE = "analysis.json"
 

@@ -49,3 +49,21 @@ def summary_rich_table(flips: pl.DataFrame, significance: pl.DataFrame) -> Table
             metric, p_text,
         )
     return table
+
+
+def housing_rich_table(paired: pl.DataFrame) -> Table:
+    """Per (model, contrast) of the housing audit: pairs, mean gap in points [95% CI], Wilcoxon p."""
+    from rich.table import Table
+
+    table = Table(title="Housing audit: counterfactual gaps (same cell, only the name changed; docs/housing.md)")
+    for col in ("model", "contrast", "pairs", "scored", "mean gap [95% CI]", "Wilcoxon p", "no-score diff"):
+        table.add_column(col, justify="left" if col in ("model", "contrast") else "right")
+    for row in paired.iter_rows(named=True):
+        gap = "-" if row["mean_diff"] is None else f"{row['mean_diff']:+.2f}"
+        if row["diff_lo"] is not None:
+            gap += f" [{row['diff_lo']:+.2f}, {row['diff_hi']:+.2f}]"
+        p = row["p_value"]
+        table.add_row(row["model"], f"{row['level']} - {row['reference']}", str(row["n_pairs"]), str(row["n_scored"]),
+                      gap, f"{p:.3g}" if p is not None else row["status"],
+                      "-" if row["no_score_rate_diff"] is None else f"{100 * row['no_score_rate_diff']:+.1f} pp")
+    return table

@@ -122,8 +122,20 @@ def _scan_questions(data_dir: Path, subsets: list[str]) -> pl.LazyFrame:
                 f"the prepared questions of {subset!r} are missing: {str(path)!r}",
                 hint="Pass the directory the run read its questions from with --data DIR.",
             )
-        frames.append(pl.scan_parquet(path).select(QUESTION_COLUMNS))
-    return pl.concat(frames, how="vertical")
+        frames.append(pl.scan_parquet(path).select(*QUESTION_COLUMNS, *_design_columns(subset)))
+    # Design subsets add their columns (null on the other subsets' rows).
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+#: Joined only for generated audit designs (``Housing-v1``/``-v2``): their factors live in
+#: ``source_fields`` (ray_bench/datasets/housing.py); other subsets do not need the JSON.
+DESIGN_COLUMNS = ("source_fields",)
+
+
+def _design_columns(subset: str) -> tuple[str, ...]:
+    from ray_bench.datasets.specs import is_design
+
+    return DESIGN_COLUMNS if is_design(subset) else ()
 
 
 #: Judgement columns joined onto the open rows (``ray_bench.schema.judgement_schema``).
@@ -197,7 +209,8 @@ def scan_run(results_dir: str | Path, data_dir: str | Path | None = None, judge:
 
     Returns:
         A :class:`RunData` whose ``rows`` have the result columns (``ray_bench.schema.result_schema``)
-        plus ``choices``, ``choice_labels``, ``group``, ``context_condition``, ``answer_index`` and,
+        plus ``choices``, ``choice_labels``, ``group``, ``context_condition``, ``answer_index``, when
+        the run has a generated design (Housing) :data:`DESIGN_COLUMNS` (null on other rows) and,
         when the run was judged, :data:`JUDGEMENT_COLUMNS` (null on unjudged rows).
 
     Raises:

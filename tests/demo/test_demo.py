@@ -42,6 +42,16 @@ def test_demo_runs_every_question_spreads_entropy_and_ends_with_the_report(tmp_p
     assert flips["n_flipped"].sum() > 0 and set(flips["variant"]) == set(result.variants)
     html = result.report.read_text()
     assert html.count('src="data:image/svg+xml;base64,') >= 10 and "src=\"http" not in html
+    # The housing slice ran for every model and has its section: the refusal figure and the tables.
+    from ray_bench.demo.housing import SLICE_SIZE
+
+    housing = rows.filter(pl.col("subset") == "Housing-v2").group_by("model").len()
+    assert dict(housing.iter_rows()) == {m: SLICE_SIZE for m in ("base", "base-bf16", *result.variants)}
+    overall = result.tables["housing_refusals"].filter(pl.col("factor") == "(all)")
+    assert overall["n"].to_list() == [SLICE_SIZE] * 4
+    for name in ("figH3_housing_refusals", "table-housing_refusals", "table-housing_tests", "table-housing_paired",
+                 "table-housing_quant_gaps"):
+        assert f'id="{name}"' in html, name
     manifest = json.loads((runs / "manifest.json").read_text())
     assert set(manifest["models"]) == {"base", "base-bf16", *result.variants}
     assert manifest["runs"][0]["provenance"]["packages"]["torch"]
