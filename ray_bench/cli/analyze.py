@@ -47,11 +47,9 @@ def analyze(
     CI, Cohen's d_z, BH-FDR), groups (asymmetry), rankings, entropy distributions, text
     changes; see docs/analysis.md. stdout: the per-dataset flip summary.
     """
-    from ray_bench.analysis.keys import ALL_AXES
     from ray_bench.config import AnalyzeConfig, build_config, load_yaml, merge_overrides, parse_assignments
     from ray_bench.errors import ConfigError
     from ray_bench.report.analyze import analyze_run
-    from ray_bench.report.tables import summary_rich_table
 
     if fmt not in ("table", "csv", "json"):
         raise ConfigError(f"--format must be table, csv or json, got {fmt!r}")
@@ -68,15 +66,7 @@ def analyze(
     for warning in result.warnings:
         err_console.print(f"[yellow]Warning:[/yellow] {warning}")
     err_console.print(f"Wrote {len(result.tables)} tables to {result.out_dir} in {result.seconds:.1f} s")
-    flips = result.tables["flips"]
-    if not flips.height and "housing_paired" in result.tables:
-        # A run of the housing audit alone has no variant/base flips: its counterfactual gaps are the summary.
-        from ray_bench.report.tables import housing_rich_table
-
-        summary, render = result.tables["housing_paired"], housing_rich_table
-    else:
-        summary = flips.filter(flips["axis"] == ALL_AXES)
-        render = lambda frame: summary_rich_table(frame, result.tables["significance"])  # noqa: E731
+    summary, render = _summary(result.tables)
     if fmt == "table":
         out_console.print(render(summary))
     elif fmt == "csv":
@@ -84,3 +74,24 @@ def analyze(
     else:
         typer.echo(json.dumps(summary.to_dicts(), indent=2, default=str))
 
+
+def _summary(tables: dict) -> tuple[Any, Any]:
+    """The table stdout shows and its rich renderer: the flips of each variant; for a run of
+    per-model audits alone (no variant/base flips) the housing gaps or the gap to the reference."""
+    from ray_bench.analysis.keys import ALL_AXES
+    from ray_bench.report.tables import summary_rich_table
+
+    flips = tables["flips"]
+    if flips.height:
+        summary = flips.filter(flips["axis"] == ALL_AXES)
+        return summary, lambda frame: summary_rich_table(frame, tables["significance"])
+    if "housing_paired" in tables:
+        from ray_bench.report.tables import housing_rich_table
+
+        return tables["housing_paired"], housing_rich_table
+    if "reference_gap_summary" in tables:
+        from ray_bench.report.tables import frame_rich_table
+
+        return tables["reference_gap_summary"], lambda frame: frame_rich_table(
+            frame, "Gap to the reference distribution (docs/reference-gap.md)")
+    return flips, lambda frame: "No variant/base pair and no per-model audit: nothing to summarize."

@@ -69,10 +69,13 @@ def pair_models(
     except AnalysisError as exc:
         from ray_bench.analysis.housing import has_housing
         from ray_bench.analysis.models import unpaired_model_table
+        from ray_bench.analysis.reference_gap_tables import has_occupations
 
-        # The housing audit is complete with one model (or several unpaired ones): each is its own base.
-        # Only when nothing could be paired and no pairing was asked for; other pairing errors stand.
-        if pairs or base or controls or "could be paired" not in exc.message or not has_housing(run.rows):
+        # The housing audit and the reference gap are complete with one model (or several unpaired
+        # ones): each is its own base. Only when nothing could be paired and no pairing was asked
+        # for; other pairing errors stand.
+        per_model = has_housing(run.rows) or has_occupations(run.rows)
+        if pairs or base or controls or "could be paired" not in exc.message or not per_model:
             raise
         return unpaired_model_table(present), []
     models = model_table(present, pairing)
@@ -81,6 +84,30 @@ def pair_models(
     if unpaired:
         warnings.append(f"not paired with any base, left out: {', '.join(unpaired)} (use --pair VARIANT=BASE)")
     return models, warnings
+
+
+def _audit_warnings(run: Any, tables: dict[str, pl.DataFrame], models: pl.DataFrame, options: Any) -> list[str]:
+    """What the early stops, the housing audit, the reference gap and the coverage check have to say;
+    adds the ``early_stops`` table of a ``run --stop-when-shifted`` (docs/audit.md)."""
+    warnings: list[str] = []
+    if run.manifest.get("shift_tests"):
+        from ray_bench.analysis.shift import early_stop_table, early_stop_warnings
+
+        tables["early_stops"] = early_stop_table(run.manifest["shift_tests"])
+        warnings += early_stop_warnings(tables["early_stops"])
+    if "housing_scores" in tables:  # docs/housing.md
+        from ray_bench.analysis.housing import housing_warnings
+
+        warnings += housing_warnings(tables["housing_scores"], models)
+    if options.reference is not None and "reference_gap" in tables:
+        from ray_bench.analysis.reference_gap_tables import gap_warnings
+
+        warnings += gap_warnings(tables, options.reference)
+    if "rows" in tables:
+        from ray_bench.analysis.models import coverage_warnings
+
+        warnings += coverage_warnings(run.rows, tables["rows"], models)
+    return warnings
 
 
 def analyze_run(config: AnalyzeConfig) -> AnalysisOutput:
@@ -94,6 +121,7 @@ def analyze_run(config: AnalyzeConfig) -> AnalysisOutput:
     from ray_bench.analysis.metrics import TestOptions
     from ray_bench.analysis.housing import HousingOptions
     from ray_bench.analysis.study import StudyOptions, analyze_frames
+    from ray_bench.datasets.occupations import dataset_reference
     from ray_bench.results import scan_run
 
     started = time.time()
@@ -104,21 +132,10 @@ def analyze_run(config: AnalyzeConfig) -> AnalysisOutput:
                           min_n=config.min_test_questions),
         min_group_questions=config.min_group_questions, text_metrics=config.text_metrics,
         housing=HousingOptions(correction=config.housing_correction),
+        reference=dataset_reference(run.data_dir),  # beside an Occupations prompt set (docs/reference-gap.md)
     )
     tables = analyze_frames(run.rows, models, options)
-    if run.manifest.get("shift_tests"):
-        from ray_bench.analysis.shift import early_stop_table, early_stop_warnings
-
-        tables["early_stops"] = early_stop_table(run.manifest["shift_tests"])
-        warnings = [*warnings, *early_stop_warnings(tables["early_stops"])]
-    if "housing_scores" in tables:  # docs/housing.md
-        from ray_bench.analysis.housing import housing_warnings
-
-        warnings = [*warnings, *housing_warnings(tables["housing_scores"], models)]
-    if "rows" in tables:
-        from ray_bench.analysis.models import coverage_warnings
-
-        warnings = [*warnings, *coverage_warnings(run.rows, tables["rows"], models)]
+    warnings = [*warnings, *_audit_warnings(run, tables, models, options)]
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ray_bench.report import fig_housing as fh
+from ray_bench.report.fig_reference import REFERENCE_FIGURE_SPECS
 from ray_bench.report.fig_groups import (
     fig4c_rankings,
     fig5a_question_flips,
@@ -215,3 +216,6 @@ HOUSING_FIGURES: tuple[FigureSpec, ...] = (
                ("housing_paired",), fh.figH4_housing_gaps, fh.cap_h4),
 )
 HOUSING_FIGURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in HOUSING_FIGURES)
+
+#: The gap to a reference distribution (docs/reference-gap.md), drawn when the analysis has its tables.
+REFERENCE_FIGURES: tuple[FigureSpec, ...] = tuple(FigureSpec(*spec) for spec in REFERENCE_FIGURE_SPECS)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray_bench.atomic import atomic_path, write_bytes_atomic
-from ray_bench.report.figures import FIGURES, HOUSING_FIGURES, FigureSpec, models_phrase
+from ray_bench.report.figures import FIGURES, HOUSING_FIGURES, REFERENCE_FIGURES, FigureSpec, models_phrase
 from ray_bench.report.load import AnalysisInputs, read_analysis
 from ray_bench.report.render import (
     FigureBlock,
@@ -122,6 +122,11 @@ def _tables(inputs: AnalysisInputs, figures_dir: Path) -> list[tuple[str, str, s
                       lambda: ht.early_stops_table(t["early_stops"])))
     if "housing_refusals" in t:  # the run had Housing answers (docs/housing.md)
         specs += _housing_tables(t)
+    if "reference_gap_summary" in t:  # an Occupations prompt set against its reference (docs/reference-gap.md)
+        from ray_bench.report.fig_reference import reference_gap_summary_table
+
+        specs.append(("reference_gap_summary", "Gap to the reference distribution",
+                      lambda: reference_gap_summary_table(t["reference_gap_summary"])))
     specs.append(("models", "Models", lambda: ht.models_table(t["models"])))
     out = []
     for name, title, build in specs:
@@ -217,7 +222,8 @@ def write_report(analysis_dir: Path, out: Path, figures_dir: Path | None = None)
     figures_dir = Path(figures_dir) if figures_dir is not None else out.parent / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     housing = HOUSING_FIGURES if "housing_levels" in inputs.tables else ()
-    blocks = [_draw(spec, inputs, figures_dir, out.parent) for spec in (*FIGURES, *housing)]
+    reference = REFERENCE_FIGURES if "reference_gap" in inputs.tables else ()
+    blocks = [_draw(spec, inputs, figures_dir, out.parent) for spec in (*FIGURES, *housing, *reference)]
     tables = _tables(inputs, figures_dir)
     text = page("ray-bench report", _body(inputs, blocks, tables))
     write_bytes_atomic(out, text.encode("utf-8"))

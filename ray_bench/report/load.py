@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray_bench.analysis.keys import DATASET_KEYS, PAIR_KEYS
 from ray_bench.errors import ResultsError
+from ray_bench.report.fig_reference import REFERENCE_TABLE_COLUMNS
 
 if TYPE_CHECKING:
     import polars as pl
@@ -68,6 +69,8 @@ OPTIONAL_TABLES: dict[str, tuple[str, ...]] = {
                        "status"),
     }.items()},
 }
+# The gap to a reference distribution (docs/reference-gap.md): present only for an Occupations prompt set.
+OPTIONAL_TABLES.update(REFERENCE_TABLE_COLUMNS)
 META_FILE = "analysis.json"
 
 

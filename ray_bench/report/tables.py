@@ -67,3 +67,13 @@ def housing_rich_table(paired: pl.DataFrame) -> Table:
                       gap, f"{p:.3g}" if p is not None else row["status"],
                       "-" if row["no_score_rate_diff"] is None else f"{100 * row['no_score_rate_diff']:+.1f} pp")
     return table
+
+
+def frame_rich_table(frame: pl.DataFrame, title: str) -> Table:
+    """Any frame as a rich table (floats to 4 digits)."""
+    from rich.table import Table
+
+    table = Table(*frame.columns, title=title)
+    for row in frame.iter_rows():
+        table.add_row(*("-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    return table

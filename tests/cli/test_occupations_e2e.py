@@ -92,3 +92,17 @@ def test_prompts_run_and_the_gap_comes_out(ray_cluster, tmp_path, capsys):
     assert gap_rows.filter(pl.col("model") == "base")["n_distinct_responses"].to_list() == [2, 2]  # seeds differ
     total = pl.read_parquet(gap / "reference_gap_pairs.parquet").filter(pl.col("occupation") == "(all)").row(0, named=True)
     assert total["diff"] > 0.2 and total["ci_lo"] > 0 and total["p_value"] < 0.01
+
+    # The usual pipeline picks the gap up too: analyze (the reference copied beside the prompts) and report.
+    analysis, html = tmp_path / "analysis", tmp_path / "report.html"
+    for argv in (["analyze", "--results", str(runs), "--out", str(analysis), "--permutations", "200",
+                  "--bootstrap", "200"],
+                 ["report", "--analysis", str(analysis), "--out", str(html)]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        captured = capsys.readouterr()
+        assert info.value.code == 0, (argv[0], captured.err)
+    analyzed = pl.read_parquet(analysis / "reference_gap_summary.parquet")
+    assert set(analyzed["model"].to_list()) == {"base", "base-rtn-w4a16"}
+    page = html.read_text()
+    assert "Gap to the reference distribution" in page and "figR1_reference_tv" in page
