@@ -3,7 +3,6 @@ the Ray runner's overhead)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -15,7 +14,7 @@ from ray_bench.cli.bench_tables import (
     print_report,
     print_runner_report,
 )
-from ray_bench.cli.common import err_console
+from ray_bench.cli.common import err_console, write_json_report
 from ray_bench.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, help="Engine, analysis and runner benchmarks.")
@@ -130,9 +129,7 @@ def scoring(
     report = run_scoring_benchmark(opts, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
     print_report(report.as_dict())
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-        err_console.print(f"wrote {json_path}")
+        write_json_report(json_path, report.as_dict())
     if not report.passed:
         raise typer.Exit(1)
 
@@ -215,9 +212,7 @@ def engine_gap(
     result = run_engine_gap(opts, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False))
     print_engine_gap_report(result)
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-        err_console.print(f"wrote {json_path}")
+        write_json_report(json_path, result)
 
 
 ANALYSIS_EPILOG = (
@@ -274,9 +269,7 @@ def analysis(
     )
     print_analysis_report(result)
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-        err_console.print(f"wrote {json_path}")
+        write_json_report(json_path, result)
     if not (result["check"]["passed"] and result["analyze_flips_equal_flips_step"]["equal"]):
         raise typer.Exit(1)
 
@@ -329,8 +322,6 @@ def runner(
     result = run_runner_benchmark(opts, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False))
     print_runner_report(result)
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
-        err_console.print(f"wrote {json_path}")
+        write_json_report(json_path, result.as_dict())
     if not result.all_processed:
         raise typer.Exit(1)

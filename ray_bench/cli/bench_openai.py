@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ray_bench.cli.common import err_console, out_console
+from ray_bench.cli.common import err_console, out_console, write_json_report
 from ray_bench.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -59,9 +58,7 @@ def openai_bench(
     result = run_openai_benchmark(options, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False))
     print_openai_report(result)
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
-        err_console.print(f"wrote {json_path}")
+        write_json_report(json_path, result.as_dict())
     if not result.all_ok:
         raise typer.Exit(1)
 

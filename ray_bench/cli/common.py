@@ -27,3 +27,14 @@ def print_error(exc: BaseException, hint: str | None) -> None:
     sys.stderr.write(f"Error: {message}\n")
     if hint:
         sys.stderr.write(f"Hint: {hint}\n")
+
+
+def write_json_report(path: os.PathLike[str] | str, data: object) -> None:
+    """A benchmark's ``--json`` file (parent folders made), announced on stderr."""
+    import json
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data, indent=2) + "\n")
+    err_console.print(f"wrote {target}")

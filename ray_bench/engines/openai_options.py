@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ray_bench.config import config_error_from
+from ray_bench.config import build_config
 from ray_bench.errors import ConfigError, EngineError, OutputParseError
 
 if TYPE_CHECKING:
@@ -144,10 +144,7 @@ def parse_openai_options(options: Mapping[str, Any]) -> OpenAIOptions:
     Raises:
         ConfigError: an unknown key or an invalid value (all problems in one message).
     """
-    try:
-        return OpenAIOptions.model_validate(dict(options))
-    except ValidationError as exc:
-        raise config_error_from(exc, "openai engine options") from None
+    return build_config(OpenAIOptions, dict(options), "openai engine options")
 
 
 def check_openai_options(options: Mapping[str, Any]) -> None:

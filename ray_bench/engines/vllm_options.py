@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ray_bench.config import config_error_from
+from ray_bench.config import build_config
 from ray_bench.errors import ConfigError, ModelLoadError
 
 #: ``auto`` resolves to :data:`ResolvedScoringMethod` once the model runner is known.
@@ -82,10 +82,7 @@ def parse_vllm_options(options: Mapping[str, Any]) -> VllmOptions:
     Raises:
         ConfigError: an unknown key or an invalid value (all problems in one message).
     """
-    try:
-        return VllmOptions.model_validate(dict(options))
-    except ValidationError as exc:
-        raise config_error_from(exc, "vLLM engine options") from None
+    return build_config(VllmOptions, dict(options), "vLLM engine options")
 
 
 def check_vllm_options(options: Mapping[str, Any]) -> None:
