@@ -1,4 +1,4 @@
-"""`ray-bench audit`: anytime-valid audits of a finished run (docs/audit.md)."""
+"""`ray-bench audit`: audits of a finished run: shift test (docs/audit.md), reference gap (docs/reference-gap.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import typer
 
 from ray_bench.cli.common import err_console, out_console
 
-app = typer.Typer(no_args_is_help=True, help="Anytime-valid audits of a finished run (see docs/audit.md).")
+app = typer.Typer(no_args_is_help=True, help="Audits of a finished run: the anytime-valid shift test (docs/audit.md), "
+                                                "the gap to a reference distribution (docs/reference-gap.md).")
 
 SHIFT_EPILOG = (
     "Examples:\n\n"

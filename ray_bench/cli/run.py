@@ -16,7 +16,10 @@ EPILOG = (
     "  ray-bench run --config jobs/example_run.yaml --limit 100\n\n"
     "  ray-bench run --model m=./models/base --dataset BBQ --data data/ --out runs/dry --engine dummy\n\n"
     "  ray-bench run --model base=./models/base --dataset CEB-Continuation --data data/ --out runs/r1 "
-    "--judge meta-llama/Llama-Guard-3-8B"
+    "--judge meta-llama/Llama-Guard-3-8B\n\n"
+    "  ray-bench run --model base=./models/base --model base-rtn-w4a16=./models/base-rtn-w4a16 --dataset BBQ "
+    "--data data/ --out runs/r2 --shuffle-seed 0 --stop-when-shifted --shift-option alpha=0.05\n\n"
+    "  ray-bench run --model gpt4o=gpt-4o-2024-08-06 --dataset Housing-v2 --data data/ --out runs/api --engine openai"
 )
 
 
