@@ -14,7 +14,7 @@ from ray_bench.cli.bench_tables import (
     print_report,
     print_runner_report,
 )
-from ray_bench.cli.common import err_console, write_json_report
+from ray_bench.cli.common import err_console, parse_int_list, write_json_report
 from ray_bench.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, help="Engine, analysis and runner benchmarks.")
@@ -310,13 +310,7 @@ def runner(
     """
     from ray_bench.bench.runner import RunnerBenchOptions, run_runner_benchmark
 
-    try:
-        sizes = tuple(int(part) for part in shard_sizes.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"--shard-sizes {shard_sizes!r} is not a comma-separated list of integers",
-                          hint="E.g. --shard-sizes 100,1000,5000.") from None
-    if not sizes or min(sizes) < 1:
-        raise ConfigError(f"--shard-sizes {shard_sizes!r} needs positive sizes", hint="E.g. --shard-sizes 100,1000.")
+    sizes = parse_int_list(shard_sizes, "--shard-sizes", "100,1000,5000")
     opts = RunnerBenchOptions(questions=questions, delay_s=delay_ms / 1000, shard_sizes=sizes, rounds=rounds,
                               replicas=replicas, work_dir=work_dir)
     result = run_runner_benchmark(opts, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False))

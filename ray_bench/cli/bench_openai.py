@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ray_bench.cli.common import err_console, out_console, write_json_report
-from ray_bench.errors import ConfigError
+from ray_bench.cli.common import err_console, out_console, parse_int_list, write_json_report
 
 if TYPE_CHECKING:
     from ray_bench.bench.openai import OpenAIBenchResult
@@ -45,13 +44,7 @@ def openai_bench(
     """
     from ray_bench.bench.openai import OpenAIBenchOptions, run_openai_benchmark
 
-    try:
-        levels = tuple(int(part) for part in concurrency.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"--concurrency {concurrency!r} is not a comma-separated list of integers",
-                          hint="E.g. --concurrency 1,8,32.") from None
-    if not levels or min(levels) < 1:
-        raise ConfigError(f"--concurrency {concurrency!r} needs positive levels", hint="E.g. --concurrency 1,8,32.")
+    levels = parse_int_list(concurrency, "--concurrency", "1,8,32")
     options = OpenAIBenchOptions(base_url=base_url, model=model, api_key_env=api_key_env, requests=requests,
                                  levels=levels, rounds=rounds, max_new_tokens=max_new_tokens,
                                  stub_latency_s=stub_latency_ms / 1000)

@@ -38,3 +38,21 @@ def write_json_report(path: os.PathLike[str] | str, data: object) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(data, indent=2) + "\n")
     err_console.print(f"wrote {target}")
+
+
+def parse_int_list(text: str, flag: str, example: str) -> tuple[int, ...]:
+    """``"1,8,32"`` as ``(1, 8, 32)``: a comma-separated list of positive integers.
+
+    Raises:
+        ConfigError: not integers, or none, or one below 1 (the hint shows ``example``).
+    """
+    from ray_bench.errors import ConfigError
+
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} is not a comma-separated list of integers",
+                          hint=f"E.g. {flag} {example}.") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"{flag} {text!r} needs positive integers", hint=f"E.g. {flag} {example}.")
+    return values

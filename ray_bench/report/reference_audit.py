@@ -108,7 +108,9 @@ def audit_reference_gap(config: ReferenceGapConfig) -> ReferenceGapAudit:
     started = time.time()
     run = scan_run(config.results, config.data)
     reference = resolve_reference(config.reference, run.data_dir)
-    models, warnings = _models(run, config, pair_models)
+    # Pairs as `ray-bench analyze` does; with nothing to pair, every model is its own base (the gap
+    # of one model needs no partner).
+    models, warnings = pair_models(run, pairs=config.pairs, base=config.base, controls=config.controls)
     options = GapOptions(extractor=config.extractor, ci_method=config.ci_method, n_bootstrap=config.bootstrap,
                          n_permutations=config.permutations, floor_draws=config.floor_draws, seed=config.seed,
                          min_n=config.min_test_questions)
@@ -130,21 +132,6 @@ def audit_reference_gap(config: ReferenceGapConfig) -> ReferenceGapAudit:
             "provenance": provenance.collect(),
         })
     return ReferenceGapAudit(reference, tables, warnings, config.out, seconds)
-
-
-def _models(run: Any, config: ReferenceGapConfig, pair_models: Any) -> tuple[pl.DataFrame, list[str]]:
-    """The model table as ``ray-bench analyze`` pairs it; a run where nothing pairs (and no pairing was
-    asked for) gets every model as its own base: the gap of one model needs no partner."""
-    import polars as pl
-
-    try:
-        return pair_models(run, pairs=config.pairs, base=config.base, controls=config.controls)
-    except AnalysisError as exc:
-        if config.pairs or config.base or config.controls or "could be paired" not in exc.message:
-            raise
-    names = sorted(run.model_names)
-    return pl.DataFrame({"model": names, "base": names, "role": ["base"] * len(names),
-                         "q_label": ["base"] * len(names)}), []
 
 
 def _reference_meta(reference: ReferenceTable) -> dict[str, Any]:

@@ -224,10 +224,11 @@ def _run_locked(
     answer = AnswerStage(config, questions)
     pending, done = answer.initial_jobs()
     pending_keys = {job.key for job in pending}
+    planned = _planned(config, questions)
+    landed = [job for job in planned if job.key not in pending_keys]  # on disk from earlier runs
     rule, decided, lockstep = None, [], None
     if config.stop_when_shifted is not None:
-        rule, pending, decided = _shift_rule(config, questions, pending, done_keys={
-            job.key for job in _planned(config, questions) if job.key not in pending_keys})
+        rule, pending, decided = _shift_rule(config, questions, planned, pending, {job.key for job in landed})
         on_shard = _chain(rule.after_shard, on_shard)
         lockstep = rule.lockstep()
         # Bases first: on one GPU the base runs before its variants, which then stop the soonest.
@@ -237,8 +238,7 @@ def _run_locked(
     stages: list[Stage] = [answer]
     initial: list[list[ShardJob]] = [pending]
     if config.judge is not None:
-        planned = [job for job in _planned(config, questions) if job.key not in pending_keys]
-        judge = _judge_stage(config.judge, out_dir, questions, planned, manifest)
+        judge = _judge_stage(config.judge, out_dir, questions, landed, manifest)
         judge_pending, judge_done = judge.initial_jobs()
         stages.append(judge)
         initial.append(judge_pending)
@@ -261,12 +261,13 @@ def _run_locked(
 
 
 def _shift_rule(
-    config: RunConfig, questions: dict[str, pa.Table], pending: list[ShardJob], done_keys: set[str]
+    config: RunConfig, questions: dict[str, pa.Table], planned: list[ShardJob], pending: list[ShardJob],
+    done_keys: set[str],
 ) -> tuple[Any, list[ShardJob], list[ShardJob]]:
     """The shift-stop rule replayed over the shards already on disk; the pending jobs it keeps and drops."""
     from ray_bench.stages.shift_stop import ShiftStopRule
 
-    rule = ShiftStopRule(config, questions, _planned(config, questions))
+    rule = ShiftStopRule(config, questions, planned)
     decided = set(rule.start(done_keys))
     keep = [job for job in pending if (job.model, job.dataset) not in decided]
     return rule, keep, [job for job in pending if (job.model, job.dataset) in decided]

@@ -79,8 +79,8 @@ def schedule(
     ``lockstep`` maps first-stage groups (followers) to the group they must not run ahead of
     (leaders): a follower's shard k of a dataset waits until its leader has landed shard
     ``k - LOCKSTEP_LAG``, but only while the leader is running (it landed a shard in this run and
-    has one in flight) or, before its first shard, while the cluster can hold every actor at once
-    (so the leader is loading, not waiting for the follower's resources). A follower never waits
+    has one in flight, or its actor has started) or, before that, while the cluster can hold every
+    actor at once (so the leader is loading, not waiting for the follower's resources). A follower never waits
     on a leader that cannot compute: no deadlock when the two cannot run at once.
     """
     runs = [_StageRun(stage, actor_options(stage.resources, device)) for stage in stages]
@@ -185,7 +185,18 @@ class _Scheduler:
         if not coming:  # landed before this run, failed, or dropped: nothing to wait for
             return False
         running = bool(leader_inflight) and any(k.split("/", 1)[0] == leader for k in self.landed)
-        return running or (leader in run.actors and self._all_fit())
+        return running or (leader in run.actors and (self._alive(run, leader) or self._all_fit()))
+
+    def _alive(self, run: _StageRun, group: str) -> bool:
+        """Whether the group's first actor has started (its engine loaded): it holds its resources
+        and computes, so waiting for it cannot deadlock."""
+        import ray
+
+        ref = run.described.get(group)
+        if ref is None:  # already read: one of its shards has finished
+            return True
+        ready, _ = ray.wait([ref], timeout=0)
+        return bool(ready)
 
     def _all_fit(self) -> bool:
         """Whether the cluster holds every live first-stage actor at once (so none waits for another's

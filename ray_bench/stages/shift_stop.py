@@ -168,8 +168,8 @@ class ShiftStopRule:
 
     def _entry(self, test: ShiftTest) -> dict[str, Any]:
         spec = self.spec
-        ran = [s for s in test.shards if f"{test.variant}/{test.dataset}/{s}" in self.landed]
-        ran_q = sum(n for s, n in zip(test.shards, test.sizes) if s in set(ran))
+        ran = {s for s in test.shards if f"{test.variant}/{test.dataset}/{s}" in self.landed}
+        ran_q = sum(n for s, n in zip(test.shards, test.sizes) if s in ran)
         total_q = sum(test.sizes)
         if test.stop is not None:
             decision = "shift"

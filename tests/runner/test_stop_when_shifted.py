@@ -52,7 +52,9 @@ def planted_factory(model: ModelSpec, config: EngineConfig):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = start_local_ray(num_cpus=2, tag="rbs")
+    # Three logical CPUs: every model's actor fits at once, so each variant waits for its base
+    # from the start (with fewer, a variant may run ahead while its base's actor starts).
+    ray = start_local_ray(num_cpus=3, tag="rbs")
     yield
     ray.shutdown()
 
