@@ -13,13 +13,12 @@ back to the ``*/*/shard-NNNNN.parquet`` layout.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray_bench.errors import ResultsError
-from ray_bench.results.shards import JUDGE_PREFIX, JUDGEMENT_GLOB, SHARD_GLOB, shard_path
+from ray_bench.results.shards import JUDGE_PREFIX, JUDGEMENT_GLOB, SHARD_GLOB, SHARD_NAME, shard_path
 
 if TYPE_CHECKING:
     import polars as pl
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 MANIFEST_NAME = "manifest.json"
 #: Columns of the prepared questions that the analysis joins onto the results.
 QUESTION_COLUMNS = ("question_id", "subset", "choices", "choice_labels", "group", "context_condition", "answer_index")
-_SHARD_NAME = re.compile(r"^shard-\d{5}\.parquet$")
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,7 @@ def shard_files(results_dir: Path, manifest: dict[str, Any]) -> list[Path]:
                 hint="Rerun the same `ray-bench run` command: it recomputes missing shards.",
             )
         return files
-    return sorted(p for p in results_dir.glob(SHARD_GLOB) if _SHARD_NAME.match(p.name))
+    return sorted(p for p in results_dir.glob(SHARD_GLOB) if SHARD_NAME.match(p.name))
 
 
 def resolve_data_dir(results_dir: Path, manifest: dict[str, Any], data_dir: str | Path | None) -> Path:
@@ -156,7 +154,7 @@ def judgement_files(results_dir: Path, manifest: dict[str, Any], judge: str | No
                 found.setdefault(str(entry.get("judge")), []).append(shard_path(results_dir, key))
     else:
         for path in sorted(results_dir.glob(JUDGEMENT_GLOB)):
-            if _SHARD_NAME.match(path.name):
+            if SHARD_NAME.match(path.name):
                 found.setdefault(path.parent.name.removeprefix(JUDGE_PREFIX), []).append(path)
     if judge is not None:
         if judge not in found:

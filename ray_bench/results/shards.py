@@ -8,6 +8,7 @@ fingerprint in the Parquet metadata, so it describes itself even without the man
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ SHARD_GLOB = "*/*/shard-*.parquet"
 #: Judgement shards live beside the results they judge: ``<model>/<dataset>/judge-<name>/``.
 JUDGE_PREFIX = "judge-"
 JUDGEMENT_GLOB = "*/*/judge-*/shard-*.parquet"
+#: The file name a shard is written under (a copy such as ``shard-00000-copy.parquet`` is not one).
+SHARD_NAME = re.compile(r"^shard-\d{5}\.parquet$")
 
 
 def shard_path(out_dir: str | Path, key: str) -> Path:

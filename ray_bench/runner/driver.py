@@ -208,7 +208,8 @@ def run(
 
 
 def _open_manifest(out_dir: Path) -> Manifest:
-    """The directory's manifest; its shard entries rebuilt from the files if it was lost."""
+    """The directory's manifest, with an entry for every whole shard file (rebuilt if it was lost,
+    or if a killed driver's last shard landed after its last manifest write)."""
     manifest = Manifest.load_or_create(out_dir)
     if rebuild_shards(manifest, out_dir):
         manifest.save()

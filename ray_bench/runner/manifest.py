@@ -101,38 +101,52 @@ def _check_shape(data: Any, path: Path) -> None:
 
 
 def rebuild_shards(manifest: Manifest, out_dir: Path) -> int:
-    """Re-create the shard and model entries of a lost manifest from the shard files.
+    """Enter every whole shard file that the manifest does not record as done.
 
-    Every shard file carries its fingerprint, row count and what made it (answer shards) or its
-    judge and source (judgement shards), so nothing the resume and the readers need is lost
-    with ``manifest.json``. Damaged files are not entered (the resume then reports them).
+    Two ways lead here: ``manifest.json`` was lost, or a driver was killed between a shard's
+    file landing (atomic rename) and the manifest recording it. The file is the source of truth
+    (a resume counts it done), so it must be in the manifest too: the readers and ``ray-bench
+    judge`` read the shards the manifest lists as done. Every shard file carries its
+    fingerprint, row count and what made it (answer shards) or its judge and source (judgement
+    shards), so nothing they need is lost. Damaged files and copies under other names
+    (``shard-00000-copy.parquet``) are not entered (the resume then reports damaged ones).
 
     Returns:
-        How many entries were rebuilt (0 when the manifest already has shard entries).
+        How many entries were (re)built.
     """
-    import pyarrow.parquet as pq
+    from ray_bench.results.shards import JUDGEMENT_GLOB, SHARD_GLOB, SHARD_NAME
 
-    from ray_bench.results.shards import JUDGEMENT_GLOB, SHARD_GLOB, verify_shard
-
-    if manifest.data.get("shards"):
-        return 0
+    shards = manifest.data.get("shards") or {}
     rebuilt = 0
     for path in sorted([*out_dir.glob(SHARD_GLOB), *out_dir.glob(JUDGEMENT_GLOB)]):
-        if verify_shard(path) is not None:
-            continue
-        meta = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
         key = str(path.relative_to(out_dir).with_suffix(""))
-        entry: dict[str, Any] = {"fingerprint": meta.get("ray_bench.shard_fingerprint"),
-                                 "questions": int(meta.get("ray_bench.rows", 0)), "status": "done", "rebuilt": True}
-        if "ray_bench.judge" in meta:
-            entry.update(stage="judge", judge=meta["ray_bench.judge"], source=meta.get("ray_bench.source"))
-            if "ray_bench.judge_settings" in meta:
-                manifest.set_judge(meta["ray_bench.judge"], {"settings": json.loads(meta["ray_bench.judge_settings"])})
-        else:
-            entry["stage"] = "answer"
-            made_by = json.loads(meta.get("ray_bench.made_by", "{}"))
-            if made_by.get("model_path"):
-                manifest.set_model(key.split("/")[0], {"path": made_by["model_path"], "revision": made_by.get("revision")})
-        manifest.set_shard(key, entry)
-        rebuilt += 1
+        if not SHARD_NAME.match(path.name) or shards.get(key, {}).get("status") == "done":
+            continue
+        entry = _entry_from_file(manifest, path, key)
+        if entry is not None:
+            manifest.set_shard(key, entry)
+            rebuilt += 1
     return rebuilt
+
+
+def _entry_from_file(manifest: Manifest, path: Path, key: str) -> dict[str, Any] | None:
+    """The ``done`` entry a whole shard file describes (None for a damaged file)."""
+    import pyarrow.parquet as pq
+
+    from ray_bench.results.shards import verify_shard
+
+    if verify_shard(path) is not None:
+        return None
+    meta = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
+    entry: dict[str, Any] = {"fingerprint": meta.get("ray_bench.shard_fingerprint"),
+                             "questions": int(meta.get("ray_bench.rows", 0)), "status": "done", "rebuilt": True}
+    if "ray_bench.judge" in meta:
+        entry.update(stage="judge", judge=meta["ray_bench.judge"], source=meta.get("ray_bench.source"))
+        if "ray_bench.judge_settings" in meta and meta["ray_bench.judge"] not in (manifest.data.get("judges") or {}):
+            manifest.set_judge(meta["ray_bench.judge"], {"settings": json.loads(meta["ray_bench.judge_settings"])})
+    else:
+        entry["stage"] = "answer"
+        made_by = json.loads(meta.get("ray_bench.made_by", "{}"))
+        if made_by.get("model_path") and key.split("/")[0] not in (manifest.data.get("models") or {}):
+            manifest.set_model(key.split("/")[0], {"path": made_by["model_path"], "revision": made_by.get("revision")})
+    return entry
