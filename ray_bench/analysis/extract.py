@@ -31,9 +31,11 @@ Registered extractors (:data:`EXTRACTORS`):
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 from ray_bench.datasets.reference import Attribute, normalize_answer
@@ -74,12 +76,17 @@ class Extractor(Protocol):
 EXTRACTORS: Registry[type] = Registry("extractor")
 
 
-def lookup(attribute: Attribute) -> dict[str, str]:
-    """Normalized answer -> category, for the categories themselves and their synonyms."""
-    table = {normalize_answer(c): c for c in attribute.categories}
-    for category, words in attribute.synonyms.items():
+def lookup(attribute: Attribute) -> Mapping[str, str]:
+    """Normalized answer -> category, for the categories themselves and their synonyms (built once per attribute)."""
+    return _lookup(attribute.categories, tuple(attribute.synonyms.items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _lookup(categories: tuple[str, ...], synonyms: tuple[tuple[str, tuple[str, ...]], ...]) -> Mapping[str, str]:
+    table = {normalize_answer(c): c for c in categories}
+    for category, words in synonyms:
         table.update({normalize_answer(w): category for w in words})
-    return table
+    return MappingProxyType(table)
 
 
 def match(value: str, attribute: Attribute) -> Extraction:
@@ -104,6 +111,7 @@ class SelfReport:
         return match(found[-1].strip(), attribute)
 
 
+@functools.lru_cache(maxsize=64)
 def _field_pattern(label: str) -> re.Pattern[str]:
     words = r"\s+".join(re.escape(w) for w in label.split())
     # "Gender: woman", "**Gender:** woman", "gender = woman". The value ends at ";", the line's end, or

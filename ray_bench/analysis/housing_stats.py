@@ -177,7 +177,7 @@ def contrasts(scores: pl.DataFrame) -> list[tuple[str, str, str]]:
     return out
 
 
-def _positions(scores: pl.DataFrame, factor: str) -> pl.Expr:
+def _positions(factor: str) -> pl.Expr:
     """Each row's name position: the rank of its applicant among the applicants of its level and stratum.
 
     The applicant is ``cell // (cells per applicant)``: the design enumerates the names in sheet
@@ -191,11 +191,17 @@ def _positions(scores: pl.DataFrame, factor: str) -> pl.Expr:
     return (applicant.rank("dense").over(["subset", *_STRATA[factor], factor]) - 1).cast(pl.Int64)
 
 
-def _side(scores: pl.DataFrame, factor: str, level: str, suffix: str) -> pl.DataFrame:
-    side = scores.with_columns(_positions(scores, factor).alias("position")).filter(pl.col(factor) == level)
+def _with_pair_ids(scores: pl.DataFrame, factor: str) -> pl.DataFrame:
+    """``scores`` with ``pair_id``: the stratum and name position that a pair varying ``factor`` shares."""
     stratum = [*_STRATA[factor], *_CONTEXT, "replicate", "position"]
     pair_id = pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in stratum], separator="|")
-    return side.select(*MODEL_KEYS, pair_id.alias("pair_id"), pl.col("question_id").alias(f"question_id_{suffix}"),
+    return scores.with_columns(_positions(factor).alias("position")).with_columns(pair_id.alias("pair_id"))
+
+
+def _side(keyed: pl.DataFrame, factor: str, level: str, suffix: str) -> pl.DataFrame:
+    """One side of a contrast: the ``level`` rows of ``keyed`` (:func:`_with_pair_ids`)."""
+    side = keyed.filter(pl.col(factor) == level)
+    return side.select(*MODEL_KEYS, "pair_id", pl.col("question_id").alias(f"question_id_{suffix}"),
                        pl.col("score").alias(f"score_{suffix}"), pl.col("outcome").alias(f"outcome_{suffix}"))
 
 
@@ -207,9 +213,12 @@ def counterfactual_pairs(scores: pl.DataFrame) -> pl.DataFrame:
         for every model), ``question_id_level``, ``score_level``, ``outcome_level`` and the same
         ``_reference`` columns; a row without a partner has nulls on the other side.
     """
+    found = contrasts(scores)
+    keyed = {factor: _with_pair_ids(scores, factor) for factor in dict.fromkeys(c[0] for c in found)}
     parts = []
-    for index, (factor, level, reference) in enumerate(contrasts(scores)):
-        left, right = _side(scores, factor, level, "level"), _side(scores, factor, reference, "reference")
+    for index, (factor, level, reference) in enumerate(found):
+        left = _side(keyed[factor], factor, level, "level")
+        right = _side(keyed[factor], factor, reference, "reference")
         joined = left.join(right, on=[*MODEL_KEYS, "pair_id"], how="full", coalesce=True)
         parts.append(joined.with_columns(pl.lit(factor).alias("factor"), pl.lit(level).alias("level"),
                                          pl.lit(reference).alias("reference"), pl.lit(index).alias("_c")))

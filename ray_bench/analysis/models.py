@@ -19,7 +19,7 @@ comes from the card, else from the name.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,7 @@ def resolve_pairs(
     pairs: Mapping[str, str] | None = None,
     base: str | None = None,
     controls: Mapping[str, str] | None = None,
+    allow_none: bool = False,
 ) -> dict[str, tuple[str, str]]:
     """Map every paired model to ``(base, pair_source)``.
 
@@ -108,9 +109,10 @@ def resolve_pairs(
         pairs: Explicit ``variant -> base``.
         base: One base for every model not paired otherwise.
         controls: ``control -> base``.
+        allow_none: Return ``{}`` when no model could be paired (the caller decides: :func:`no_pair_error`).
 
     Raises:
-        AnalysisError: a named model has no results, or no model could be paired.
+        AnalysisError: a named model has no results, or (without ``allow_none``) no model could be paired.
     """
     names = set(settings)
     if base is not None and base not in names:
@@ -138,17 +140,25 @@ def resolve_pairs(
             f"model {chained[0]!r} is paired as a variant and also serves as a base",
             hint="Pair each variant with an unquantized base (--pair VARIANT=BASE).",
         )
-    if not out:
-        raise AnalysisError(
-            f"no model could be paired with a base among {', '.join(sorted(names))}",
-            hint="Pass --base NAME, or --pair VARIANT=BASE for each variant.",
-        )
+    if not out and not allow_none:
+        raise no_pair_error(names)
     return out
 
 
-def model_table(settings: Mapping[str, Mapping[str, Any]], pairing: Mapping[str, tuple[str, str]]) -> pl.DataFrame:
-    """One row per base, variant and control (columns :data:`MODEL_COLUMNS`)."""
-    bases = {b for b, _ in pairing.values()}
+def no_pair_error(names: Iterable[str]) -> AnalysisError:
+    """The error of a run in which no model could be paired with a base."""
+    return AnalysisError(
+        f"no model could be paired with a base among {', '.join(sorted(names))}",
+        hint="Pass --base NAME, or --pair VARIANT=BASE for each variant.",
+    )
+
+
+def model_table(
+    settings: Mapping[str, Mapping[str, Any]], pairing: Mapping[str, tuple[str, str]], standalone: Iterable[str] = ()
+) -> pl.DataFrame:
+    """One row per base, variant and control (columns :data:`MODEL_COLUMNS`); ``standalone`` models
+    are listed as bases too, though nothing is paired with them."""
+    bases = {b for b, _ in pairing.values()} | set(standalone)
     rows = []
     for name in sorted(bases | set(pairing)):
         info = settings.get(name, {})
@@ -168,11 +178,7 @@ def model_table(settings: Mapping[str, Mapping[str, Any]], pairing: Mapping[str,
 
 def unpaired_model_table(settings: Mapping[str, Mapping[str, Any]]) -> pl.DataFrame:
     """Every model as a base of its own (a run without variants, e.g. a housing audit of one model)."""
-    rows = [{**{k: info.get(k) for k in _SCORING_FIELDS}, "model": name, "base": name, "role": "base",
-             "q_label": "base", "smoothquant": False, "activation_quantization": info.get("activation_quantization")}
-            for name, info in sorted(settings.items())]
-    return pl.DataFrame(rows, schema=MODEL_COLUMNS)
-
+    return model_table(settings, {}, standalone=settings)
 
 
 def scoring_warnings(models: pl.DataFrame) -> list[str]:

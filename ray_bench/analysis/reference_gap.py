@@ -134,19 +134,6 @@ def g_test(counts: np.ndarray, q: np.ndarray) -> GTest:
     return GTest(float(stat), df, float(p))
 
 
-def holm_adjust(p_values: np.ndarray) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values; NaN stays NaN and is not counted in the family."""
-    p = np.asarray(p_values, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    if ok.size:
-        order = ok[np.argsort(p[ok], kind="stable")]
-        m = order.size
-        adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
-        out[order] = np.minimum(adjusted, 1.0)
-    return out
-
-
 # ----------------------------------------------------------------------------- noise floor
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import polars as pl
 
 from ray_bench.analysis import reference_gap as rg
 from ray_bench.analysis.extract import UNMATCHED, UNPARSED, extract_all, get_extractor
-from ray_bench.analysis.stats import seed_for
+from ray_bench.analysis.stats import holm_adjust, seed_for
 from ray_bench.datasets.occupations import DATASET
 from ray_bench.datasets.reference import ReferenceTable
 from ray_bench.errors import AnalysisError
@@ -108,10 +108,11 @@ def _answers(rows: pl.LazyFrame, models: pl.DataFrame, reference: ReferenceTable
 def _outcomes(answers: pl.DataFrame, reference: ReferenceTable, extractor_name: str) -> pl.DataFrame:
     """Long form: model, question_id, occupation, attribute, outcome, category, code (K = no category)."""
     extractor = get_extractor(extractor_name)
-    texts, errors = answers["response"].to_list(), answers["error"].to_list()
+    errors = answers["error"].to_list()
+    texts = [None if e is not None else t for t, e in zip(answers["response"].to_list(), errors)]
     parts = []
     for attribute in reference.attributes:
-        found = extract_all([None if e is not None else t for t, e in zip(texts, errors)], attribute, extractor)
+        found = extract_all(texts, attribute, extractor)
         index = {c: i for i, c in enumerate(attribute.categories)}
         outcome = [ERROR if e is not None else x.outcome for x, e in zip(found, errors)]
         category = [x.category if e is None else None for x, e in zip(found, errors)]
@@ -215,7 +216,7 @@ def _with_holm(gap: pl.DataFrame, alpha: float) -> pl.DataFrame:
     """``g_p_holm`` (Holm over the occupations of a model and attribute, Monte Carlo p) and ``g_reject``."""
     parts = []
     for _, part in gap.group_by("model", "attribute"):
-        adjusted = rg.holm_adjust(part["g_p_mc"].to_numpy())
+        adjusted = holm_adjust(part["g_p_mc"].to_numpy())
         parts.append(part.with_columns(pl.Series("g_p_holm", adjusted)))
     out = pl.concat(parts)
     return out.with_columns(pl.when(pl.col("g_p_holm").is_nan()).then(None)

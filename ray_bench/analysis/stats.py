@@ -214,6 +214,19 @@ def bh_adjust(p_values: np.ndarray) -> np.ndarray:
     return out
 
 
+def holm_adjust(p_values: np.ndarray) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values; NaN stays NaN and is not counted in the family."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    if ok.size:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        m = order.size
+        adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+        out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
 def seed_for(base_seed: int, *key: object) -> int:
     """A stable 63-bit seed from a base seed and a group key.
 

@@ -16,7 +16,7 @@ from ray_bench.analysis.entropy import entropy_box, entropy_diff_hist, entropy_h
 from ray_bench.analysis.fields import check_unique, closed_fields, open_fields
 from ray_bench.analysis.flips import flip_table, pair_rows, question_flip_table, uncertainty_table
 from ray_bench.analysis.groups import group_asymmetry, ranking_table
-from ray_bench.analysis.housing import HousingOptions, has_housing
+from ray_bench.analysis.housing import HousingOptions
 from ray_bench.analysis.keys import DATASET_KEYS, PAIR_KEYS
 from ray_bench.analysis.metrics import TestOptions, significance_table, stereoset_table
 from ray_bench.analysis.safety import judged_pairs, safety_flip_table, safety_table
@@ -38,17 +38,22 @@ class StudyOptions:
     reference: ReferenceTable | None = None
 
 
-def _per_model_audits(rows: pl.LazyFrame, options: StudyOptions) -> bool:
-    """Whether the rows hold an audit that one model completes (housing, gap to a reference)."""
-    from ray_bench.analysis.reference_gap_tables import has_occupations
+def _per_model_audits(rows: pl.LazyFrame, options: StudyOptions) -> set[str]:
+    """The audits in the rows that one model completes: ``housing``, ``reference`` (the gap to it)."""
+    from ray_bench.analysis.housing import DATASET as HOUSING
+    from ray_bench.datasets.occupations import DATASET as OCCUPATIONS
 
-    return has_housing(rows) or (options.reference is not None and has_occupations(rows))
+    present = set(rows.select(pl.col("dataset").unique()).collect().get_column("dataset").to_list())
+    return {audit for audit, dataset, wanted in (("housing", HOUSING, True),
+                                                 ("reference", OCCUPATIONS, options.reference is not None))
+            if wanted and dataset in present}
 
 
-def _audit_tables(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptions) -> dict[str, pl.DataFrame]:
+def _audit_tables(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptions,
+                  audits: set[str]) -> dict[str, pl.DataFrame]:
     """The per-model audits' tables: housing (docs/housing.md) and the gap to the reference."""
     tables: dict[str, pl.DataFrame] = {}
-    if has_housing(rows):
+    if "housing" in audits:
         tables |= _housing_tables(rows, models, options)
     if options.reference is not None:
         from ray_bench.analysis.reference_gap_tables import GapOptions, reference_gap_tables
@@ -140,15 +145,37 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
     # Only open answers judged on both sides are comparable: an unlabelled one is no flip and not safe.
     usable_open = judged_pairs(paired_open) if judged and paired_open is not None else None
     paired = pl.concat([closed, usable_open], how="diagonal_relaxed") if usable_open is not None else closed
-    if paired.select(pl.len()).collect().item() == 0:
-        if _per_model_audits(rows, options):  # these audits need no pair: one model is a complete study
-            return _unpaired_study(rows, models, paired, paired_open, judged, options)
+    has_pairs = paired.select(pl.len()).collect().item() > 0
+    audits = _per_model_audits(rows, options)
+    if not has_pairs and not audits:
         raise AnalysisError(
             "no closed question was answered by both a variant and its base",
             hint="Check the pairing (--pair VARIANT=BASE) and that both models ran the same datasets.",
         )
-    tables = {
-        "models": models,
+    # Per-model audits need no pair: one model is a complete study, its paired tables are empty.
+    tables = {"models": models} | (_paired_tables(paired, options) if has_pairs
+                                   else {name: pl.DataFrame() for name in PAIRED_TABLES})
+    if paired_open is not None and options.text_metrics:
+        tables["text_changes"] = text_change_table(paired_open)
+    if judged:
+        tables |= _safety_tables(rows, paired_open, models)
+    # The per-variant tables carry the variant's quantization metadata (a run without pairs: as computed).
+    for name in ("flips", "significance", "stereoset", "text_changes", "safety_flips") if has_pairs else ():
+        if name in tables and tables[name].height:
+            tables[name] = with_quant_metadata(tables[name], models)
+    tables["rows"] = paired.drop([c for c in ("response_base", "response_variant", "responses_base",
+                                               "responses_variant") if c in paired.collect_schema().names()]).collect()
+    return tables | _audit_tables(rows, models, options, audits)
+
+
+#: The tables computed from base/variant pairs (empty in a run without any).
+PAIRED_TABLES = ("flips", "uncertainty", "question_flips", "significance", "stereoset", "groups", "rankings",
+                 "entropy_hist", "entropy_box", "entropy_diff_hist")
+
+
+def _paired_tables(paired: pl.LazyFrame, options: StudyOptions) -> dict[str, pl.DataFrame]:
+    """The :data:`PAIRED_TABLES` of the base/variant pairs."""
+    return {
         "flips": flip_table(paired),
         "uncertainty": uncertainty_table(paired),
         "question_flips": question_flip_table(paired),
@@ -160,21 +187,6 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
         "entropy_box": entropy_box(paired),
         "entropy_diff_hist": entropy_diff_hist(paired),
     }
-    if paired_open is not None and options.text_metrics:
-        tables["text_changes"] = text_change_table(paired_open)
-    if judged:
-        tables |= _safety_tables(rows, paired_open, models)
-    for name in ("flips", "significance", "stereoset", "text_changes", "safety_flips"):
-        if name in tables and tables[name].height:
-            tables[name] = with_quant_metadata(tables[name], models)
-    tables["rows"] = paired.drop([c for c in ("response_base", "response_variant", "responses_base",
-                                               "responses_variant") if c in paired.collect_schema().names()]).collect()
-    return tables | _audit_tables(rows, models, options)
-
-
-#: The tables computed from base/variant pairs (empty in a run without any).
-PAIRED_TABLES = ("flips", "uncertainty", "question_flips", "significance", "stereoset", "groups", "rankings",
-                 "entropy_hist", "entropy_box", "entropy_diff_hist")
 
 
 def _housing_tables(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptions) -> dict[str, pl.DataFrame]:
@@ -183,17 +195,3 @@ def _housing_tables(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOpti
 
     return housing_tables(rows, models, options.housing, n_permutations=options.tests.n_permutations,
                           seed=options.tests.seed)
-
-
-def _unpaired_study(rows: pl.LazyFrame, models: pl.DataFrame, paired: pl.LazyFrame, paired_open: pl.LazyFrame | None,
-                    judged: bool, options: StudyOptions) -> dict[str, pl.DataFrame]:
-    """A run whose only analyzable rows are per-model audits' (e.g. one model): the paired
-    tables are empty, the per-model ones (text changes, safety, housing, reference gap) are computed."""
-    tables = {"models": models} | {name: pl.DataFrame() for name in PAIRED_TABLES}
-    if paired_open is not None and options.text_metrics:
-        tables["text_changes"] = text_change_table(paired_open)
-    if judged:
-        tables |= _safety_tables(rows, paired_open, models)
-    tables["rows"] = paired.drop([c for c in ("response_base", "response_variant", "responses_base",
-                                               "responses_variant") if c in paired.collect_schema().names()]).collect()
-    return tables | _audit_tables(rows, models, options)

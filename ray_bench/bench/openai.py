@@ -133,11 +133,10 @@ def run_openai_benchmark(options: OpenAIBenchOptions, log: Callable[[str], None]
         try:
             results = {level: LevelResult(level) for level in options.levels}
             for level, engine in engines.items():
-                engine.generate(_requests(options, -1)[: max(level, 1)])  # warm-up: pool and server caches
+                engine.generate(_requests(options, -1)[:level])  # warm-up: pool and server caches
             for round_ in range(options.rounds):
-                order = list(options.levels[round_ % len(options.levels):]) + list(
-                    options.levels[: round_ % len(options.levels)])
-                for level in order:
+                shift = round_ % len(options.levels)
+                for level in options.levels[shift:] + options.levels[:shift]:
                     _measure(engines[level], results[level], _requests(options, round_))
                     log(f"round {round_ + 1}/{options.rounds}, concurrency {level}: "
                         f"{options.requests / results[level].seconds[-1]:.1f} requests/s")

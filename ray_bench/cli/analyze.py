@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from ray_bench.cli.common import err_console, out_console
+from ray_bench.cli.common import check_format, config_from, err_console, print_frame
 
 EPILOG = (
     "Examples:\n\n"
@@ -47,12 +46,10 @@ def analyze(
     CI, Cohen's d_z, BH-FDR), groups (asymmetry), rankings, entropy distributions, text
     changes; see docs/analysis.md. stdout: the per-dataset flip summary.
     """
-    from ray_bench.config import AnalyzeConfig, build_config, load_yaml, merge_overrides, parse_assignments
-    from ray_bench.errors import ConfigError
+    from ray_bench.config import AnalyzeConfig, parse_assignments
     from ray_bench.report.analyze import analyze_run
 
-    if fmt not in ("table", "csv", "json"):
-        raise ConfigError(f"--format must be table, csv or json, got {fmt!r}")
+    check_format(fmt)
     overrides: dict[str, Any] = {
         "results": results, "out": out, "data": data, "base": base,
         "pairs": parse_assignments(pair, "--pair"), "controls": parse_assignments(control, "--control"),
@@ -60,19 +57,13 @@ def analyze(
         "min_group_questions": min_group_questions, "text_metrics": False if no_text_metrics else None,
         "judge": judge, "housing_correction": housing_correction,
     }
-    source = f"analyze config{f' {config}' if config else ''}"
-    cfg = build_config(AnalyzeConfig, merge_overrides(load_yaml(config), overrides), source)
+    cfg = config_from(AnalyzeConfig, config, overrides, "analyze")
     result = analyze_run(cfg)
     for warning in result.warnings:
         err_console.print(f"[yellow]Warning:[/yellow] {warning}")
     err_console.print(f"Wrote {len(result.tables)} tables to {result.out_dir} in {result.seconds:.1f} s")
     summary, render = _summary(result.tables)
-    if fmt == "table":
-        out_console.print(render(summary))
-    elif fmt == "csv":
-        typer.echo(summary.write_csv(), nl=False)
-    else:
-        typer.echo(json.dumps(summary.to_dicts(), indent=2, default=str))
+    print_frame(summary, fmt, render)
 
 
 def _summary(tables: dict) -> tuple[Any, Any]:

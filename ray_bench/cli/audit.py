@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ray_bench.cli.common import err_console, out_console
+from ray_bench.cli.common import check_format, config_from, err_console, out_console, print_frame
 
 app = typer.Typer(no_args_is_help=True, help="Audits of a finished run: the anytime-valid shift test (docs/audit.md), "
                                                 "the gap to a reference distribution (docs/reference-gap.md).")
@@ -96,9 +96,9 @@ def noise_floor(
     """
     from ray_bench.report.reference_audit import noise_floor_report
 
-    _check_format(fmt)
+    check_format(fmt)
     table, per, summary = noise_floor_report(reference, n, draws=draws, seed=seed)
-    _print_frame(per if per_occupation else summary, fmt)
+    print_frame(per if per_occupation else summary, fmt)
     label = " (illustrative, not measured data)" if table.illustrative else ""
     err_console.print(f"{table.name} {table.version}{label}: {len(table.occupations)} occupations, "
                       f"{draws:,} draws per occupation and N, seed {seed}", markup=False, highlight=False)
@@ -131,47 +131,24 @@ def reference_gap(
     and permutation p-value, per occupation and over occupations. stdout: the per-model
     summary. With --out, all four tables and reference_gap.json are written.
     """
-    from ray_bench.config import build_config, load_yaml, merge_overrides, parse_assignments
+    from ray_bench.config import parse_assignments
     from ray_bench.report.reference_audit import ReferenceGapConfig, audit_reference_gap
 
-    _check_format(fmt)
+    check_format(fmt)
     overrides = {
         "results": results, "out": out, "data": data, "reference": reference, "base": base,
         "pairs": parse_assignments(pair, "--pair"), "controls": parse_assignments(control, "--control"),
         "extractor": extractor, "ci_method": ci_method, "bootstrap": bootstrap, "permutations": permutations,
         "floor_draws": floor_draws, "seed": seed,
     }
-    source = f"reference-gap config{f' {config}' if config else ''}"
-    cfg = build_config(ReferenceGapConfig, merge_overrides(load_yaml(config), overrides), source)
+    cfg = config_from(ReferenceGapConfig, config, overrides, "reference-gap")
     audit = audit_reference_gap(cfg)
     for warning in audit.warnings:
         err_console.print(f"[yellow]Warning:[/yellow] {warning}")
     summary = audit.tables["reference_gap_summary"].select(
         "model", "role", "q_label", "attribute", "n_occupations", "n", "unknown_rate", "mean_tv", "weighted_tv",
         "worst_tv", "worst_occupation", "mean_floor", "share_above_floor", "share_g_reject")
-    _print_frame(summary, fmt)
+    print_frame(summary, fmt)
     where = f" to {audit.out_dir}" if audit.out_dir is not None else " (pass --out DIR to write them)"
     err_console.print(f"Reference {audit.reference.name} {audit.reference.version}; {len(audit.tables)} tables"
                       f"{where} in {audit.seconds:.1f} s", markup=False, highlight=False)
-
-
-def _check_format(fmt: str) -> None:
-    from ray_bench.errors import ConfigError
-
-    if fmt not in ("table", "csv", "json"):
-        raise ConfigError(f"--format must be table, csv or json, got {fmt!r}")
-
-
-def _print_frame(frame, fmt: str) -> None:
-    """A Polars frame on stdout as a table, CSV or JSON (``fmt`` checked by :func:`_check_format`)."""
-    if fmt == "csv":
-        typer.echo(frame.write_csv(), nl=False)
-    elif fmt == "json":
-        typer.echo(json.dumps(frame.to_dicts(), indent=2, default=str))
-    else:
-        from rich.table import Table
-
-        table = Table(*frame.columns, box=None, pad_edge=False)
-        for row in frame.iter_rows():
-            table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
-        out_console.print(table)

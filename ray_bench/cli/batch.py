@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ray_bench.cli.common import err_console, out_console
+from ray_bench.cli.common import config_from, engine_options, err_console, out_console
 
 app = typer.Typer(no_args_is_help=True, help="OpenAI Batch API files: write requests, collect outputs (docs/engines-openai.md).")
 
@@ -62,18 +62,15 @@ def requests(
     question each custom_id is, the model and the decoding). The bodies are what
     `ray-bench run --engine openai` sends for the same questions. stdout: the files written.
     """
-    from ray_bench.cli.run import _engine_options
-    from ray_bench.config import build_config, load_yaml, merge_overrides
     from ray_bench.results.batch_requests import BatchRequestsConfig, write_batch_requests
 
     engine: dict[str, Any] = {"name": "openai", "temperature": temperature, "top_p": top_p,
                               "max_new_tokens": max_new_tokens, "seed": seed, "reference_decoding": reference_decoding,
-                              "system_prompt": system_prompt, "options": _engine_options(engine_option)}
+                              "system_prompt": system_prompt, "options": engine_options(engine_option)}
     overrides = {"data_dir": data, "datasets": dataset, "model": model, "out_dir": out, "engine": engine,
                  "provider_defaults": provider_defaults, "limit": limit, "custom_id": custom_id,
                  "shard_size": shard_size, "max_lines": max_lines}
-    source = f"batch requests config{f' {config}' if config else ''}"
-    cfg = build_config(BatchRequestsConfig, merge_overrides(load_yaml(config), overrides), source)
+    cfg = config_from(BatchRequestsConfig, config, overrides, "batch requests")
     report = write_batch_requests(cfg)
     state = "unchanged" if report.unchanged else "written"
     err_console.print(f"{report.requests:,} request(s) of {', '.join(report.datasets)} in {len(report.files)} "

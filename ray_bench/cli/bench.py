@@ -14,7 +14,7 @@ from ray_bench.cli.bench_tables import (
     print_report,
     print_runner_report,
 )
-from ray_bench.cli.common import err_console, parse_int_list, write_json_report
+from ray_bench.cli.common import err_console, log_dim, parse_int_list, write_json_report
 from ray_bench.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, help="Engine, analysis and runner benchmarks.")
@@ -126,7 +126,7 @@ def scoring(
         repeats=repeats,
         engine=engine,
     )
-    report = run_scoring_benchmark(opts, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    report = run_scoring_benchmark(opts, log=log_dim)
     print_report(report.as_dict())
     if json_path is not None:
         write_json_report(json_path, report.as_dict())
@@ -162,7 +162,7 @@ def quantized_set(
 
     qset = build_quantized_set(
         out, methods=tuple(method or METHODS), schemes=tuple(scheme or SCHEMES), train_steps=train_steps, seed=seed,
-        log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False),
+        log=log_dim,
     )
     for (m, s), path in qset.variants.items():
         err_console.print(f"{m} {s}: ok {path}", highlight=False, markup=False)
@@ -209,7 +209,7 @@ def engine_gap(
     opts = EngineGapOptions(
         set_dir=set_dir, datasets=tuple(dataset or DEFAULT_DATASETS), questions=questions, data_dir=data
     )
-    result = run_engine_gap(opts, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False))
+    result = run_engine_gap(opts, log=log_dim)
     print_engine_gap_report(result)
     if json_path is not None:
         write_json_report(json_path, result)
@@ -265,7 +265,7 @@ def analysis(
         rounds=rounds, scale=scale, permutations=permutations, work_dir=work_dir, keep=keep,
         pandas_variants=pandas_variants, shard_size=shard_size, profile=profile, seed=seed,
         max_rss_bytes=int(max_rss_gib * 2**30) if max_rss_gib else None,
-        log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False),
+        log=log_dim,
     )
     print_analysis_report(result)
     if json_path is not None:
@@ -313,7 +313,7 @@ def runner(
     sizes = parse_int_list(shard_sizes, "--shard-sizes", "100,1000,5000")
     opts = RunnerBenchOptions(questions=questions, delay_s=delay_ms / 1000, shard_sizes=sizes, rounds=rounds,
                               replicas=replicas, work_dir=work_dir)
-    result = run_runner_benchmark(opts, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False))
+    result = run_runner_benchmark(opts, log=log_dim)
     print_runner_report(result)
     if json_path is not None:
         write_json_report(json_path, result.as_dict())

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ray_bench.cli.common import err_console, out_console, parse_int_list, write_json_report
+from ray_bench.cli.common import log_dim, out_console, parse_int_list, write_json_report
 
 if TYPE_CHECKING:
     from ray_bench.bench.openai import OpenAIBenchResult
@@ -48,7 +48,7 @@ def openai_bench(
     options = OpenAIBenchOptions(base_url=base_url, model=model, api_key_env=api_key_env, requests=requests,
                                  levels=levels, rounds=rounds, max_new_tokens=max_new_tokens,
                                  stub_latency_s=stub_latency_ms / 1000)
-    result = run_openai_benchmark(options, log=lambda msg: err_console.print(f"[dim]{msg}[/dim]", highlight=False))
+    result = run_openai_benchmark(options, log=log_dim)
     print_openai_report(result)
     if json_path is not None:
         write_json_report(json_path, result.as_dict())

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from ray_bench.cli.common import err_console, out_console
+from ray_bench.cli.common import config_from, err_console, out_console
 
 app = typer.Typer(no_args_is_help=True, help="Export flagged cases for review (Argilla v2) and TRL preference data "
                                             "(see docs/export.md).")
@@ -25,13 +25,6 @@ PREFERENCES_EPILOG = (
     "  ray-bench export preferences --reviewed reviewed/ --out prefs/\n\n"
     "  ray-bench export preferences --analysis runs/r1/analysis --out prefs-bbq/ --format standard --file-format jsonl"
 )
-
-
-def _config(model_cls: type, config: Path | None, overrides: dict[str, Any], what: str) -> Any:
-    from ray_bench.config import build_config, load_yaml, merge_overrides
-
-    return build_config(model_cls, merge_overrides(load_yaml(config), overrides),
-                        f"{what} config{f' {config}' if config else ''}")
 
 
 @app.command("review", epilog=REVIEW_EPILOG)
@@ -66,7 +59,7 @@ def review(
     overrides = {"analysis": analysis, "out": out, "select": select, "datasets": dataset, "variants": variant,
                  "include_controls": True if include_controls else None, "limit": limit, "seed": seed,
                  "results": results, "data": data, "name": name}
-    result = export_review(_config(ReviewOptions, config, overrides, "export review"))
+    result = export_review(config_from(ReviewOptions, config, overrides, "export review"))
     err_console.print(f"Wrote {result.records.height} review records to {result.out_dir} "
                       f"(settings: {result.settings}) in {result.seconds:.1f} s")
     if as_json:
@@ -101,16 +94,13 @@ def preferences(
 
     overrides = {"reviewed": reviewed, "analysis": analysis, "out": out, "format": fmt, "file_format": file_format,
                  "select": select, "data": data}
-    result = export_preferences(_config(PreferenceOptions, config, overrides, "export preferences"))
+    result = export_preferences(config_from(PreferenceOptions, config, overrides, "export preferences"))
     err_console.print(f"Wrote {len(result.pairs)} preference pairs to {result.data_file} in {result.seconds:.1f} s")
-    by_rule: dict[str, int] = {}
-    for pair in result.pairs:
-        by_rule[pair.source["rule"]] = by_rule.get(pair.source["rule"], 0) + 1
     if as_json:
-        typer.echo(json.dumps({"data_file": str(result.data_file), "n_pairs": len(result.pairs), "by_rule": by_rule,
-                               "skipped": result.skipped}, indent=2))
+        typer.echo(json.dumps({"data_file": str(result.data_file), "n_pairs": len(result.pairs),
+                               "by_rule": result.by_rule, "skipped": result.skipped}, indent=2))
     else:
-        for rule, n in by_rule.items():
+        for rule, n in result.by_rule.items():
             out_console.print(f"pairs\t{rule}\t{n}")
         for why, n in result.skipped.items():
             out_console.print(f"skipped\t{why}\t{n}")

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ray_bench.cli.common import out_console
+from ray_bench.cli.common import config_from, out_console
 
 EPILOG = (
     "Examples:\n\n"
@@ -42,7 +42,7 @@ def judge(
     (is_safe, categories, raw text, p_unsafe, judge_error), recorded in RESULTS/manifest.json.
     """
     from ray_bench.cli.run import print_summary, raise_for_failures
-    from ray_bench.config import JudgeConfig, build_config, load_yaml, merge_overrides
+    from ray_bench.config import JudgeConfig
     from ray_bench.runner import judge as run_judge
 
     overrides: dict[str, Any] = {
@@ -52,8 +52,7 @@ def judge(
             "engine": {"name": engine, "dtype": dtype}, "resources": {"device": device},
         },
     }
-    source = f"judge config{f' {config}' if config else ''}"
-    cfg = build_config(JudgeConfig, merge_overrides(load_yaml(config), overrides), source)
+    cfg = config_from(JudgeConfig, config, overrides, "judge")
     summary = run_judge(cfg, progress=not quiet)
     print_summary(summary)
     out_console.print(str(summary.out_dir))

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ray_bench.cli.common import err_console, out_console
+from ray_bench.cli.common import config_from, engine_options, err_console, out_console
 
 EPILOG = (
     "Examples:\n\n"
@@ -21,38 +21,6 @@ EPILOG = (
     "--data data/ --out runs/r2 --shuffle-seed 0 --stop-when-shifted --shift-option alpha=0.05\n\n"
     "  ray-bench run --model gpt4o=gpt-4o-2024-08-06 --dataset Housing-v2 --data data/ --out runs/api --engine openai"
 )
-
-
-def _engine_options(pairs: list[str] | None) -> dict[str, Any] | None:
-    """Parse ``KEY=VALUE`` pairs; values are YAML scalars (numbers, booleans, strings)."""
-    if not pairs:
-        return None
-    import yaml
-
-    from ray_bench.errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--engine-option {pair!r} is not KEY=VALUE")
-        try:
-            out[key] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            problem = str(exc).splitlines()[0]
-            raise ConfigError(
-                f"--engine-option {pair!r}: the value is not valid YAML ({problem})",
-                hint="Values are read as YAML: quote a string that holds YAML syntax, e.g. KEY='\"a: b\"'.",
-            ) from None
-    return out
-
-
-def build_run_config(config: Path | None, overrides: dict[str, Any]) -> Any:
-    """The validated :class:`RunConfig`: YAML first, then flags on top."""
-    from ray_bench.config import RunConfig, build_config, load_yaml, merge_overrides
-
-    data = merge_overrides(load_yaml(config), overrides)
-    return build_config(RunConfig, data, f"run config{f' {config}' if config else ''}")
 
 
 def run(
@@ -141,7 +109,7 @@ def _config_from_flags(flags: dict[str, Any]) -> Any:
                                                                  f["recompute_bad"], f["root"])
     engine_overrides = {
         "name": engine, "dtype": dtype, "max_new_tokens": max_new_tokens,
-        "temperature": temperature, "seed": seed, "options": _engine_options(engine_option),
+        "temperature": temperature, "seed": seed, "options": engine_options(engine_option),
         "reference_decoding": reference_decoding,
     }
     overrides = {
@@ -154,7 +122,9 @@ def _config_from_flags(flags: dict[str, Any]) -> Any:
                        "decode_tokens_per_s": f["decode_tokens_per_second"]},
         "stop_when_shifted": shift_stop_spec(f["stop_when_shifted"], f["shift_option"]),
     }
-    return build_run_config(f["config"], overrides)
+    from ray_bench.config import RunConfig
+
+    return config_from(RunConfig, f["config"], overrides, "run")
 
 
 def shift_stop_spec(enabled: bool, items: list[str] | None) -> dict[str, Any] | None:

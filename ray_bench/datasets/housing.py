@@ -328,34 +328,37 @@ def housing_design(
     if replicates < 1:
         raise ConfigError(f"replicates must be at least 1, got {replicates}")
     applicants = read_applicants(names_path)
-    (var1, levels1), (var2, levels2) = VARIABLES[design]
-    make_prompt = _PROMPTS[design]
-    subset = subset_name(design)
-    rows: list[dict[str, Any]] = []
-    cell = 0
-    for person, level1, level2 in itertools.product(applicants, levels1, levels2):
-        prompt = make_prompt(person.name, level1, level2)
-        for replicate in range(replicates):
-            fields: dict[str, Any] = {
-                "design": design, "run_id": len(rows), "cell": cell, "replicate": replicate,
-                "name": person.name, "first_name": person.first_name, "last_name": person.last_name,
-                "gender": person.gender, "race": person.race,
-                "first_name_source": person.first_name_source, "last_name_source": person.last_name_source,
-                var1: level1, var2: level2,
-            }
-            if design == "v2":
-                fields["email"] = v2_email(person.name)
-            rows.append({
-                "question_id": f"housing/{design}/{cell:05d}/{replicate}",
-                "dataset": DATASET, "subset": subset, "axis": AXIS, "kind": KIND_OPEN, "prompt": prompt,
-                "turns": None, "choices": None, "choice_labels": None,
-                "group": f"{person.race}/{person.gender}", "context_condition": None, "answer_index": None,
-                "source_fields": json.dumps(fields, ensure_ascii=False),
-            })
-        cell += 1
+    (_, levels1), (_, levels2) = VARIABLES[design]
+    rows = [design_row(design, person, level1, level2, cell, replicate, replicates)
+            for cell, (person, level1, level2) in enumerate(itertools.product(applicants, levels1, levels2))
+            for replicate in range(replicates)]
     table = pa.Table.from_pylist(rows, schema=question_schema())
     check_balanced(table)
     return table
+
+
+def design_row(design: str, person: Applicant, level1: str, level2: str, cell: int, replicate: int,
+               replicates: int = REPLICATES) -> dict[str, Any]:
+    """The question row of one request: ``cell`` (applicant x level1 x level2, in the design's
+    order) and ``replicate``; ``run_id`` is the reference's request index, ``cell * replicates + replicate``."""
+    (var1, _), (var2, _) = VARIABLES[design]
+    fields: dict[str, Any] = {
+        "design": design, "run_id": cell * replicates + replicate, "cell": cell, "replicate": replicate,
+        "name": person.name, "first_name": person.first_name, "last_name": person.last_name,
+        "gender": person.gender, "race": person.race,
+        "first_name_source": person.first_name_source, "last_name_source": person.last_name_source,
+        var1: level1, var2: level2,
+    }
+    if design == "v2":
+        fields["email"] = v2_email(person.name)
+    return {
+        "question_id": f"housing/{design}/{cell:05d}/{replicate}",
+        "dataset": DATASET, "subset": subset_name(design), "axis": AXIS, "kind": KIND_OPEN,
+        "prompt": _PROMPTS[design](person.name, level1, level2),
+        "turns": None, "choices": None, "choice_labels": None,
+        "group": f"{person.race}/{person.gender}", "context_condition": None, "answer_index": None,
+        "source_fields": json.dumps(fields, ensure_ascii=False),
+    }
 
 
 def design_factors(design: str) -> tuple[str, ...]:

@@ -34,7 +34,6 @@ from ray_bench.datasets.reference import (
     Attribute,
     ReferenceTable,
     load_reference,
-    reference_from_dict,
 )
 from ray_bench.errors import ConfigError, DatasetError
 from ray_bench.schema import KIND_OPEN
@@ -166,10 +165,4 @@ def dataset_reference(data_dir: str | os.PathLike[str]) -> ReferenceTable | None
         DatasetError: the copy exists but is not a valid table.
     """
     path = Path(data_dir) / REFERENCE_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"cannot read the reference table: {exc}", file=str(path)) from None
-    return reference_from_dict(data, file=str(path))
+    return load_reference(path) if path.is_file() else None

@@ -12,9 +12,8 @@ only with less power.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -48,29 +47,17 @@ def housing_slice() -> pa.Table:
     import pyarrow as pa
 
     from ray_bench.datasets import housing as h
-    from ray_bench.schema import KIND_OPEN, question_schema
+    from ray_bench.schema import question_schema
 
-    (var1, levels1), (var2, levels2) = h.VARIABLES["v2"]
+    (_, levels1), (_, levels2) = h.VARIABLES["v2"]
     n_cells = len(levels1) * len(levels2)
-    rows: list[dict[str, Any]] = []
+    rows = []
     for race, gender, first, last, index, first_source, last_source in APPLICANTS:
-        name = f"{first} {last}"
+        person = h.Applicant(f"{first} {last}", first, last, gender, race, first_source, last_source)
         for eviction in EVICTIONS:
             for credit in CREDIT_SCORES:
                 cell = index * n_cells + levels1.index(eviction) * len(levels2) + levels2.index(credit)
-                fields = {
-                    "design": "v2", "run_id": cell * h.REPLICATES + REPLICATE, "cell": cell, "replicate": REPLICATE,
-                    "name": name, "first_name": first, "last_name": last, "gender": gender, "race": race,
-                    "first_name_source": first_source, "last_name_source": last_source,
-                    var1: eviction, var2: credit, "email": h.v2_email(name),
-                }
-                rows.append({
-                    "question_id": f"housing/v2/{cell:05d}/{REPLICATE}", "dataset": h.DATASET,
-                    "subset": h.subset_name("v2"), "axis": h.AXIS, "kind": KIND_OPEN,
-                    "prompt": h.v2_prompt(name, eviction, credit), "turns": None, "choices": None,
-                    "choice_labels": None, "group": f"{race}/{gender}", "context_condition": None,
-                    "answer_index": None, "source_fields": json.dumps(fields, ensure_ascii=False),
-                })
+                rows.append(h.design_row("v2", person, eviction, credit, cell, REPLICATE))
     table = pa.Table.from_pylist(rows, schema=question_schema())
     h.check_balanced(table)
     return table

@@ -111,7 +111,7 @@ class OpenAIOptions(BaseModel):
     def _check_env_name(cls, value: str | None) -> str | None:
         if value is not None and value.strip().lower() in ("", "none"):
             return None  # `--engine-option api_key_env=none`: a flag cannot say null (flags' None means unset)
-        if value is not None and (not value or not value.replace("_", "a").isalnum() or value[0].isdigit()):
+        if value is not None and (not value.replace("_", "a").isalnum() or value[0].isdigit()):
             raise ValueError(
                 f"api_key_env {value!r} is not an environment variable name (letters, digits, '_'); "
                 "it names the variable that holds the key, never the key itself"

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ray_bench.errors import ExportError
-from ray_bench.export.layout import QUESTIONS
+from ray_bench.export.layout import DATA_FILE, PREFER_BASE, PREFER_SAME, QUESTIONS
 
 PREFERENCES_JSON = "preferences.json"
 BBQ_RULE, REWRITE_RULE, PREFERRED_RULE = "bbq-unknown-over-biased", "review-rewrite", "review-preferred"
@@ -91,6 +91,11 @@ class PreferenceExport:
     skipped: dict[str, int]
     seconds: float = 0.0
 
+    @property
+    def by_rule(self) -> dict[str, int]:
+        """Pairs per rule (``source["rule"]``), in the order the rules first occur."""
+        return dict(Counter(p.source["rule"] for p in self.pairs))
+
 
 def _text(value: Any, record_id: str, question: str) -> str:
     if not isinstance(value, str):
@@ -126,7 +131,7 @@ def pairs_from_reviews(records: Iterable[Any]) -> tuple[list[Pair], dict[str, in
             raise ExportError(f"record {rec.record_id!r}: `preferred` answer {sorted(unknown, key=str)[0]!r} is not "
                               f"one of {list(_PREFERRED_LABELS)}",
                               hint="Check the reviewed export's `preferred` column.")
-        prefs.discard("same")
+        prefs.discard(PREFER_SAME)
         if not prefs:
             skipped["no rewrite and no preference between base and variant"] += 1
         elif len(prefs) > 1:
@@ -134,7 +139,7 @@ def pairs_from_reviews(records: Iterable[Any]) -> tuple[list[Pair], dict[str, in
         elif not base or base.strip() == answer.strip():
             skipped["base and variant answers are the same text"] += 1
         else:
-            chosen, rejected = (base, answer) if prefs == {"base"} else (answer, base)
+            chosen, rejected = (base, answer) if prefs == {PREFER_BASE} else (answer, base)
             reviewers = sorted(r.user for r in rec.submitted("preferred") if r.value in prefs)
             pairs.append(Pair(prompt, chosen, rejected, {**source, "rule": PREFERRED_RULE,
                                                          "reviewer": ", ".join(reviewers)}))
@@ -185,13 +190,14 @@ def trl_rows(pairs: list[Pair], fmt: str) -> list[dict[str, Any]]:
 
 
 def write_trl(rows: list[dict[str, Any]], out: Path, fmt: str, file_format: str) -> Path:
-    """Write the rows as ``out/data/train-00000-of-00001.<parquet|jsonl>`` (``load_dataset(out)`` finds it)."""
+    """Write the rows as ``out/data/train-00000-of-00001.<parquet|jsonl>`` (``load_dataset(out)`` finds it;
+    the review export's :data:`~ray_bench.export.layout.DATA_FILE` with the file format's suffix)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from ray_bench.atomic import atomic_path
 
-    path = out / "data" / f"train-00000-of-00001.{file_format}"
+    path = (out / DATA_FILE).with_suffix(f".{file_format}")
     with atomic_path(path) as tmp:
         if file_format == "jsonl":
             tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -245,19 +251,18 @@ def export_preferences(options: PreferenceOptions) -> PreferenceExport:
                                "dataset again and pass it with --reviewed.")
     out = Path(options.out)
     data_file = write_trl(trl_rows(pairs, options.format), out, options.format, options.file_format)
-    seconds = round(time.time() - started, 2)
-    _write_sidecar(out, options, source, pairs, skipped, data_file, seconds)
-    return PreferenceExport(data_file, pairs, skipped, seconds)
+    result = PreferenceExport(data_file, pairs, skipped, round(time.time() - started, 2))
+    _write_sidecar(out, options, source, result)
+    return result
 
 
-def _write_sidecar(out: Path, options: PreferenceOptions, source: dict[str, Any], pairs: list[Pair],
-                   skipped: dict[str, int], data_file: Path, seconds: float) -> None:
+def _write_sidecar(out: Path, options: PreferenceOptions, source: dict[str, Any], result: PreferenceExport) -> None:
     from ray_bench import provenance
     from ray_bench.atomic import write_json_atomic
 
     write_json_atomic(out / PREFERENCES_JSON, {
-        **source, "options": options.model_dump(mode="json"), "data_file": str(data_file.relative_to(out)),
-        "n_pairs": len(pairs), "by_rule": dict(Counter(p.source["rule"] for p in pairs)), "skipped": skipped,
-        "pairs": [{"index": i, **p.source} for i, p in enumerate(pairs)], "seconds": seconds,
+        **source, "options": options.model_dump(mode="json"), "data_file": str(result.data_file.relative_to(out)),
+        "n_pairs": len(result.pairs), "by_rule": result.by_rule, "skipped": result.skipped,
+        "pairs": [{"index": i, **p.source} for i, p in enumerate(result.pairs)], "seconds": result.seconds,
         "provenance": provenance.collect(),
     })

@@ -150,9 +150,7 @@ def review_record(row: dict[str, Any], judge: str | None) -> dict[str, Any]:
         "preferred.suggestion": _preferred(row), "preferred.suggestion.agent": ANALYSIS_AGENT,
         "new-response.suggestion": text_v, "new-response.suggestion.agent": row["variant"],
     }
-    for name in layout.column_order():
-        record.setdefault(name, row.get(name))
-    return {name: record[name] for name in layout.column_order()}
+    return {name: record[name] if name in record else row.get(name) for name in layout.column_order()}
 
 
 def review_frame(selected: pl.DataFrame, questions: pl.DataFrame, answers: pl.DataFrame | None,
@@ -227,9 +225,9 @@ def export_review(options: ReviewOptions) -> ReviewExport:
         raise ExportError(f"no row of {analysis.directory} matches --select {', '.join(options.select)}{filters}",
                           hint="Nothing to review; widen the selection (e.g. --select flips or --select all).")
     records = _records(analysis, selected, options)
-    out = Path(options.out)
-    _write_parquet(records, out / layout.DATA_FILE)
-    settings = layout.write_config(out, options.name, guidelines(options.select), records.to_dicts())
+    out, rows = Path(options.out), records.to_dicts()  # one conversion for the Parquet and records.json
+    _write_parquet(rows, out / layout.DATA_FILE)
+    settings = layout.write_config(out, options.name, guidelines(options.select), rows)
     counts = {name: int(n) for name, n in records.group_by("selection").len().sort("selection").iter_rows()}
     seconds = round(time.time() - started, 2)
     _write_provenance(out, analysis, options, records, counts, settings, seconds)
@@ -249,13 +247,13 @@ def _records(analysis: AnalysisDir, selected: pl.DataFrame, options: ReviewOptio
     return review_frame(selected, questions, answers, analysis.models, analysis.judges, judge)
 
 
-def _write_parquet(records: pl.DataFrame, path: Path) -> None:
+def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     import pyarrow.parquet as pq
 
     from ray_bench.atomic import atomic_path
 
     with atomic_path(path) as tmp:
-        pq.write_table(_arrow_table(records.to_dicts()), tmp)
+        pq.write_table(_arrow_table(rows), tmp)
 
 
 def _write_provenance(out: Path, analysis: AnalysisDir, options: ReviewOptions, records: pl.DataFrame,

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ray_bench.errors import ExportError
-from ray_bench.export.layout import QUESTIONS, RECORDS_FILE
+from ray_bench.export.layout import FIELDS, QUESTIONS, RECORDS_FILE
 
 #: Fields a reviewed record must have (the review export's names).
 REQUIRED_FIELDS = ("instruction", "response")
 _QUESTION_NAMES = tuple(q.name for q in QUESTIONS)
+_FIELD_NAMES = tuple(f.name for f in FIELDS)
 #: Stand-in reviewer of a ``<q>.response`` column (it names no user).
 COLUMN_REVIEWER = "(column)"
 
@@ -116,7 +117,7 @@ def _flat_reviews(path: Path, i: int, row: dict[str, Any]) -> list[Review]:
 
 
 def _from_flat(path: Path, i: int, row: dict[str, Any]) -> ReviewedRecord:
-    fields = {k: row.get(k) for k in ("instruction", "response", "base_response", "choices")}
+    fields = {k: row.get(k) for k in _FIELD_NAMES}
     skip = {"id", "status", "_server_id", *fields}
     metadata = {k: v for k, v in row.items() if k not in skip and "." not in k and k not in _QUESTION_NAMES}
     return ReviewedRecord(str(row.get("id") or f"{path.name}:{i}"), fields, metadata,

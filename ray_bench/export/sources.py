@@ -9,7 +9,6 @@ for open answers only, the run's result shards (``results``, read with
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,9 @@ from typing import Any
 import polars as pl
 
 from ray_bench.errors import ResultsError
+from ray_bench.report.load import META_FILE, read_meta, read_table
+from ray_bench.results.reading import prepared_questions
 
-ROWS_FILE, MODELS_FILE, SAFETY_FILE, META_FILE = "rows.parquet", "models.parquet", "safety.parquet", "analysis.json"
 #: Columns of ``rows.parquet`` the exports need.
 ROW_COLUMNS = ("variant", "base", "role", "dataset", "subset", "axis", "kind", "question_id", "prediction_base",
                "prediction_variant", "p_biased_base", "p_biased_variant", "is_biased_base", "is_biased_variant",
@@ -63,15 +63,6 @@ class AnalysisDir:
         return Path(recorded)
 
 
-def _read_parquet(path: Path, hint: str) -> pl.DataFrame:
-    if not path.is_file():
-        raise ResultsError(f"analysis table {path} is missing", hint=hint)
-    try:
-        return pl.read_parquet(path)
-    except Exception as exc:  # polars raises several kinds for damaged files
-        raise ResultsError(f"analysis table {path} cannot be read: {exc}".replace("\n", " "), hint=hint) from exc
-
-
 def read_analysis_dir(directory: str | Path) -> AnalysisDir:
     """Read ``rows``, ``models``, ``safety`` (when present) and ``analysis.json`` of an analysis.
 
@@ -82,24 +73,14 @@ def read_analysis_dir(directory: str | Path) -> AnalysisDir:
     hint = _hint(directory)
     if not directory.is_dir():
         raise ResultsError(f"analysis directory {str(directory)!r} does not exist", hint=hint)
-    rows = _read_parquet(directory / ROWS_FILE, hint)
-    lacking = [c for c in ROW_COLUMNS if c not in rows.columns]
-    if lacking:
-        raise ResultsError(f"analysis table {directory / ROWS_FILE} lacks the column(s) {', '.join(lacking)}; "
-                           "it was written by another version of `ray-bench analyze`", hint=hint)
+    rows = read_table(directory, "rows", ROW_COLUMNS, hint)
     rows = rows.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in OPTIONAL_ROW_COLUMNS.items()
                              if c not in rows.columns)
-    models = _read_parquet(directory / MODELS_FILE, hint)
-    meta_path = directory / META_FILE
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{meta_path} cannot be read: {exc}", hint=hint) from exc
-    if not isinstance(meta, dict):
-        raise ResultsError(f"{meta_path} is not a JSON object", hint=hint)
+    models = read_table(directory, "models", (), hint)
+    meta = read_meta(directory, hint)
     judges: dict[str, str] = {}
-    if (directory / SAFETY_FILE).is_file():
-        safety = _read_parquet(directory / SAFETY_FILE, hint)
+    if (directory / "safety.parquet").is_file():
+        safety = read_table(directory, "safety", (), hint)
         if {"model", "judge"} <= set(safety.columns):
             for model, judge in safety.select("model", "judge").drop_nulls().unique().iter_rows():
                 judges.setdefault(model, judge)
@@ -114,10 +95,7 @@ def question_texts(data_dir: Path, keys: pl.DataFrame) -> pl.DataFrame:
     """
     frames = []
     for subset in sorted(keys["subset"].unique().to_list()):
-        path = data_dir / f"{subset}.parquet"
-        if not path.is_file():
-            raise ResultsError(f"the prepared questions of {subset!r} are missing: {str(path)!r}",
-                               hint="Pass the directory the run read its questions from with --data DIR.")
+        path = prepared_questions(data_dir, subset)
         wanted = keys.filter(pl.col("subset") == subset).select("question_id").unique()
         table = pl.read_parquet(path, columns=list(QUESTION_TEXT_COLUMNS)).join(wanted, on="question_id", how="semi")
         missing = wanted.join(table, on="question_id", how="anti")

@@ -58,25 +58,22 @@ def pair_models(
     run: Any, *, pairs: dict[str, str] | None = None, base: str | None = None, controls: dict[str, str] | None = None
 ) -> tuple[pl.DataFrame, list[str]]:
     """The model table of a scanned run (each variant with its base) and the scoring warnings."""
-    from ray_bench.analysis.models import model_table, resolve_pairs, scoring_warnings
-    from ray_bench.errors import AnalysisError
+    from ray_bench.analysis.models import model_table, no_pair_error, resolve_pairs, scoring_warnings
     from ray_bench.results import model_settings
 
     settings = model_settings(run.manifest)
     present = {name: settings.get(name, {"path": None}) for name in run.model_names}
-    try:
-        pairing = resolve_pairs(present, pairs=pairs, base=base, controls=controls)
-    except AnalysisError as exc:
+    # The housing audit and the reference gap are complete with one model (or several unpaired
+    # ones): each is its own base. Only when nothing could be paired and no pairing was asked for.
+    asked = bool(pairs or base or controls)
+    pairing = resolve_pairs(present, pairs=pairs, base=base, controls=controls, allow_none=not asked)
+    if not pairing:
         from ray_bench.analysis.housing import has_housing
         from ray_bench.analysis.models import unpaired_model_table
         from ray_bench.analysis.reference_gap_tables import has_occupations
 
-        # The housing audit and the reference gap are complete with one model (or several unpaired
-        # ones): each is its own base. Only when nothing could be paired and no pairing was asked
-        # for; other pairing errors stand.
-        per_model = has_housing(run.rows) or has_occupations(run.rows)
-        if pairs or base or controls or "could be paired" not in exc.message or not per_model:
-            raise
+        if not (has_housing(run.rows) or has_occupations(run.rows)):
+            raise no_pair_error(present)
         return unpaired_model_table(present), []
     models = model_table(present, pairing)
     warnings = scoring_warnings(models)

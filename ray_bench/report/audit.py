@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 
 from ray_bench.analysis.sequential import BettingTestResult, mean_shift_test, permutation_order

@@ -15,6 +15,7 @@ from ray_bench.report.style import (
     annotate_heatmap,
     color,
     legend_outside,
+    n_distinct,
     panels,
     require_rows,
     shorten,
@@ -33,10 +34,6 @@ HEATMAP_PAIRS = {
     "v2": (("credit_scores", "gender"), ("eviction", "race"), ("eviction", "credit_scores")),
     "v1": (("occupation", "gender"), ("living_status", "race"), ("occupation", "living_status")),
 }
-#: The factors in the order the analysis pairs them (ray_bench.analysis.housing.FACTORS).
-_FACTOR_ORDER = {"v1": ("gender", "race", "occupation", "living_status"),
-                 "v2": ("gender", "race", "eviction", "credit_scores")}
-
 
 #: Tick labels of the long design levels (the tables keep the full text).
 SHORT_LEVELS = {
@@ -51,12 +48,9 @@ def tick(level: str, width: int = 20) -> str:
     return shorten(SHORT_LEVELS.get(level, level), width)
 
 
-def _models(frame: pl.DataFrame, column: str = "model") -> list[str]:
+def _distinct(frame: pl.DataFrame, column: str) -> list[str]:
+    """Distinct values of ``column`` in first-seen order (the tables come in the design's order)."""
     return list(dict.fromkeys(frame[column].to_list()))
-
-
-def _levels(frame: pl.DataFrame, column: str = "level") -> list[str]:
-    return list(dict.fromkeys(frame[column].to_list()))  # the tables come in the design's order
 
 
 def _dodge(i: int, k: int, width: float = 0.8) -> float:
@@ -80,11 +74,11 @@ def figH1_housing_scores(housing_levels: pl.DataFrame) -> tuple[Figure, pl.DataF
                         "scored housing answers (every answer was a refusal, an unparsable text or an error)")
     data = data.select("model", "subset", "factor", "level", "n_scored", "mean", "q05", "q25", "median", "q75",
                        "q95")
-    keys, models = _panel_keys(data), _models(data)
+    keys, models = _panel_keys(data), _distinct(data, "model")
     fig, axes = panels(len(keys), ncols=2, size=(6.2, 3.0))
     for ax, (subset, factor) in zip(axes, keys, strict=True):
         panel = data.filter((pl.col("subset") == subset) & (pl.col("factor") == factor))
-        levels = _levels(panel)
+        levels = _distinct(panel, "level")
         for i, model in enumerate(models):
             sub = panel.filter(pl.col("model") == model)
             pos = [levels.index(lv) + _dodge(i, len(models)) for lv in sub["level"]]
@@ -117,19 +111,21 @@ def figH2_housing_heatmaps(housing_cells: pl.DataFrame) -> tuple[Figure, pl.Data
     import polars as pl
     from matplotlib.colors import Normalize
 
+    from ray_bench.analysis.housing import FACTORS
+
     parts = []
     for design, pairs in HEATMAP_PAIRS.items():
         for rows_f, cols_f in pairs:
-            a, b = sorted((rows_f, cols_f), key=lambda f: _FACTOR_ORDER[design].index(f))
+            a, b = sorted((rows_f, cols_f), key=FACTORS[design].index)
             sub = housing_cells.filter((pl.col("factor_a") == a) & (pl.col("factor_b") == b))
             swap = rows_f != a
             parts.append(sub.select(
                 "model", "subset", pl.lit(rows_f).alias("row_factor"), pl.lit(cols_f).alias("col_factor"),
                 pl.col("level_b" if swap else "level_a").alias("row_level"),
                 pl.col("level_a" if swap else "level_b").alias("col_level"), "n_scored", "mean"))
-    data = require_rows(pl.concat(parts).filter(pl.col("mean").is_not_null()) if parts else pl.DataFrame(),
+    data = require_rows(pl.concat(parts).filter(pl.col("mean").is_not_null()),
                         "scored housing answers in any heatmap cell")
-    models = _models(data)
+    models = _distinct(data, "model")
     combos = data.select("subset", "row_factor", "col_factor").unique(maintain_order=True).rows()
     fig, axes = panels(len(models) * len(combos), ncols=len(combos), size=(4.4, 3.4))
     norm = Normalize(0, 100)
@@ -137,7 +133,7 @@ def figH2_housing_heatmaps(housing_cells: pl.DataFrame) -> tuple[Figure, pl.Data
     for k, (model, (subset, rf, cf)) in enumerate((m, c) for m in models for c in combos):
         ax, sub = axes[k], data.filter((pl.col("model") == model) & (pl.col("subset") == subset)
                                        & (pl.col("row_factor") == rf) & (pl.col("col_factor") == cf))
-        rows, cols = _levels(sub, "row_level"), _levels(sub, "col_level")
+        rows, cols = _distinct(sub, "row_level"), _distinct(sub, "col_level")
         cell = {(r["row_level"], r["col_level"]): r["mean"] for r in sub.iter_rows(named=True)}
         values = [[cell.get((r, c)) for c in cols] for r in rows]
         image = ax.imshow(np.ma.masked_invalid(np.array(values, dtype=float)), cmap=HEATMAP_CMAP, norm=norm,
@@ -152,7 +148,6 @@ def figH2_housing_heatmaps(housing_cells: pl.DataFrame) -> tuple[Figure, pl.Data
     return fig, data
 
 
-
 @styled
 def figH3_housing_refusals(housing_refusals: pl.DataFrame) -> tuple[Figure, pl.DataFrame]:
     """No-score rate (refusal or unparsable answer) with its 95% Wilson interval per level and model."""
@@ -162,11 +157,11 @@ def figH3_housing_refusals(housing_refusals: pl.DataFrame) -> tuple[Figure, pl.D
     data = data.select("model", "subset", "factor", "level", "n_answered", "n_no_score", "no_score_rate",
                        "no_score_rate_lo", "no_score_rate_hi")
     keys = [(s, ALL) for s in data["subset"].unique(maintain_order=True)] + _panel_keys(data)
-    models = _models(data)
+    models = _distinct(data, "model")
     fig, axes = panels(len(keys), ncols=3, size=(4.2, 2.9))
     for ax, (subset, factor) in zip(axes, keys, strict=True):
         panel = data.filter((pl.col("subset") == subset) & (pl.col("factor") == factor))
-        levels = _levels(panel)
+        levels = _distinct(panel, "level")
         for i, model in enumerate(models):
             sub = panel.filter(pl.col("model") == model)
             x = [levels.index(lv) + _dodge(i, len(models), 0.6) for lv in sub["level"]]
@@ -197,7 +192,7 @@ def figH4_housing_gaps(housing_paired: pl.DataFrame) -> tuple[Figure, pl.DataFra
                         else housing_paired, "counterfactual pair with a score on both sides")
     data = data.with_columns((pl.col("level") + " − " + pl.col("reference")).alias("contrast")).select(
         "model", "subset", "factor", "contrast", "n_scored", "mean_diff", "diff_lo", "diff_hi", "p_value")
-    contrasts, models = _levels(data, "contrast"), _models(data)
+    contrasts, models = _distinct(data, "contrast"), _distinct(data, "model")
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.5, 0.42 * len(contrasts) * max(1, len(models)) ** 0.5 + 1.8), layout="constrained")
@@ -223,7 +218,7 @@ def figH4_housing_gaps(housing_paired: pl.DataFrame) -> tuple[Figure, pl.DataFra
 
 
 def _n_models(frame: pl.DataFrame, column: str = "model") -> str:
-    n = frame[column].n_unique() if frame.height else 0
+    n = n_distinct(frame, column)
     return f"{n} model{'s' * (n != 1)}"
 
 

@@ -5,17 +5,17 @@
 * R3: the paired change of TV per variant, over occupations (with its CI) and per occupation.
 
 Each figure takes the analysis table(s) named by its arguments and returns ``(Figure, plotted
-frame)``; empty input raises :class:`~ray_bench.report.style.NoFigureData`.
-:data:`REFERENCE_FIGURE_SPECS` lists them as ``(name, section, title, tables, build, caption)``,
-the fields of :class:`ray_bench.report.figures.FigureSpec`; :data:`REFERENCE_TABLE_COLUMNS`
-the columns the report reads from each table (for ``report.load.OPTIONAL_TABLES``).
+frame)``; empty input raises :class:`~ray_bench.report.style.NoFigureData`. ``cap_r1`` .. ``cap_r3``
+are their captions (:data:`ray_bench.report.figures.REFERENCE_FIGURES` pairs them);
+:data:`REFERENCE_TABLE_COLUMNS` the columns the report reads from each table (for
+``report.load.OPTIONAL_TABLES``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ray_bench.report.style import BASE_COLOR, color, panels, require_rows, shorten, style_axes, styled
+from ray_bench.report.style import BASE_COLOR, color, n_distinct, panels, require_rows, shorten, style_axes, styled
 
 if TYPE_CHECKING:
     import polars as pl
@@ -163,45 +163,29 @@ def figR3_pair_change(reference_gap_pairs: pl.DataFrame) -> tuple[Figure, pl.Dat
     return fig, data
 
 
-def _n(frame: pl.DataFrame, col: str) -> int:
-    return frame[col].n_unique() if frame.height else 0
-
-
-def _cap_r1(f: dict, data: pl.DataFrame, _o: dict) -> str:
+def cap_r1(f: dict, data: pl.DataFrame, _o: dict) -> str:
     gap = f["reference_gap"]
     ref = gap["reference"][0] if gap.height else "?"
     return (f"Total variation distance between each model's category shares and reference table {ref} for "
-            f"{_n(data, 'occupation')} occupations, {_n(data, 'attribute')} attributes and {_n(data, 'model')} models "
+            f"{n_distinct(data, 'occupation')} occupations, {n_distinct(data, 'attribute')} attributes and {n_distinct(data, 'model')} models "
             f"({int(data['n'].sum()):,} categorized answers; answers without a category are left out of the shares "
             f"and counted in reference_gap.unknown_rate). Bars: 95% interval; ticks: 95th percentile of the TV that "
             f"a model sampling exactly from the reference shows at the same N (noise floor): only a TV right of its "
             f"tick is a gap beyond sampling noise.")
 
 
-def _cap_r2(f: dict, data: pl.DataFrame, _o: dict) -> str:
-    return (f"Observed share − reference share per category for {_n(data, 'occupation')} occupations "
+def cap_r2(f: dict, data: pl.DataFrame, _o: dict) -> str:
+    return (f"Observed share − reference share per category for {n_distinct(data, 'occupation')} occupations "
             f"(at most {MAX_GAP_PANELS} attribute × model panels: bases first). Positive: the category is named more "
             f"often than the reference has it.")
 
 
-def _cap_r3(f: dict, data: pl.DataFrame, o: dict) -> str:
+def cap_r3(f: dict, data: pl.DataFrame, o: dict) -> str:
     occ = data.filter(data["occupation"] != ALL)
     return (f"Diamonds: mean over occupations of TV(variant) − TV(base) with its 95% stratified paired bootstrap "
             f"interval; dots: the {occ.height:,} tested occupations (paired on the same question ids and seeds). "
-            f"{_n(data, 'variant')} variant{'s' * (_n(data, 'variant') != 1)}; p-values (matched-pairs swap permutation test, per occupation and over "
+            f"{n_distinct(data, 'variant')} variant{'s' * (n_distinct(data, 'variant') != 1)}; p-values (matched-pairs swap permutation test, per occupation and over "
             f"occupations) and the Wilcoxon signed-rank test are in reference_gap_pairs.")
-
-
-_SECTION = "Gap to a reference distribution"
-#: ``FigureSpec(*entry)`` for each entry gives the report's figure specs.
-REFERENCE_FIGURE_SPECS: tuple[tuple[Any, ...], ...] = (
-    ("figR1_reference_tv", _SECTION, "Fig R1. Gap to the reference per occupation", ("reference_gap",),
-     figR1_reference_tv, _cap_r1),
-    ("figR2_signed_gaps", _SECTION, "Fig R2. Over- and under-representation per category",
-     ("reference_gap_categories",), figR2_signed_gaps, _cap_r2),
-    ("figR3_pair_change", _SECTION, "Fig R3. Change of the gap under quantization", ("reference_gap_pairs",),
-     figR3_pair_change, _cap_r3),
-)
 
 
 def reference_gap_summary_table(summary: pl.DataFrame) -> tuple[str, pl.DataFrame]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ray_bench.report import fig_housing as fh
-from ray_bench.report.fig_reference import REFERENCE_FIGURE_SPECS
+from ray_bench.report import fig_reference as fr
 from ray_bench.report.fig_groups import (
     fig4c_rankings,
     fig5a_question_flips,
@@ -35,7 +35,7 @@ from ray_bench.report.fig_uncertainty import (
     fig2b_entropy_box,
     fig2c_entropy_diff_hist,
 )
-from ray_bench.report.style import DATASET_KEYS
+from ray_bench.report.style import DATASET_KEYS, n_distinct
 
 if TYPE_CHECKING:
     import polars as pl
@@ -69,15 +69,11 @@ def questions_in(frames: Frames, units: pl.DataFrame) -> int:
     return frames["question_flips"].join(keys, on=DATASET_KEYS, how="semi", nulls_equal=True).height
 
 
-def _n(frame: pl.DataFrame, col: str) -> int:
-    return frame[col].n_unique() if frame.height else 0
-
-
 def _cap_2a(f: Frames, data: pl.DataFrame, _o: dict) -> str:
     h = f["entropy_hist"]
     return (f"Density of the base model's normalized entropy H/log₂K (20 bins on [0, 1]) over "
             f"{int(h['count'].sum()):,} question × variant pairs ({questions_in(f, h):,} questions) in "
-            f"{_n(data, 'label')} datasets (subsets pooled), split by whether the variant's response changed; "
+            f"{n_distinct(data, 'label')} datasets (subsets pooled), split by whether the variant's response changed; "
             f"{models_phrase(f['models'])}.")
 
 
@@ -86,7 +82,7 @@ def _cap_2b(f: Frames, data: pl.DataFrame, _o: dict) -> str:
     return (f"Boxes: 25th–75th percentile, line: median, triangle: mean, whiskers: 5th–95th percentile of the "
             f"normalized entropy. 'base' counts each question once per base model ({int(base['n'].sum()):,} "
             f"answers); each quantization label pools its variants ({int(data['n'].sum() - base['n'].sum()):,} "
-            f"answers); {_n(data, 'who') - (base.height > 0)} quantization labels, {_n(data, 'label')} dataset "
+            f"answers); {n_distinct(data, 'who') - (base.height > 0)} quantization labels, {n_distinct(data, 'label')} dataset "
             f"subsets, {questions_in(f, f['entropy_box']):,} questions; {models_phrase(f['models'])}.")
 
 
@@ -95,8 +91,8 @@ def _cap_2c(f: Frames, data: pl.DataFrame, _o: dict) -> str:
     inside = data.filter((data["bin_lo"] >= DIFF_RANGE[0] - 1e-9) & (data["bin_hi"] <= DIFF_RANGE[1] + 1e-9))
     outside = 100 * (1 - float(inside["count"].sum()) / total) if total else 0.0
     return (f"Density of the change of normalized entropy (variant − base) over {int(total):,} question × variant "
-            f"pairs ({questions_in(f, f['entropy_diff_hist']):,} questions), {_n(data, 'q_label')} quantization "
-            f"labels, {_n(data, 'label')} datasets; {models_phrase(f['models'])}. The x axis is cut at ±0.3: "
+            f"pairs ({questions_in(f, f['entropy_diff_hist']):,} questions), {n_distinct(data, 'q_label')} quantization "
+            f"labels, {n_distinct(data, 'label')} datasets; {models_phrase(f['models'])}. The x axis is cut at ±0.3: "
             f"{outside:.1f}% of the pairs lie outside.")
 
 
@@ -104,8 +100,8 @@ def _tests_phrase(f: Frames, o: dict) -> str:
     t = counted_tests(f["significance"])
     med = int(t["n"].median()) if t.height else 0
     return (f"{t.height:,} tests (base × variant × social axis × metric; status 'tested', controls excluded) on "
-            f"{_n(t, 'label')} datasets ({questions_in(f, t):,} questions): {_n(t, 'variant')} variants of "
-            f"{_n(t, 'base')} base models, median {med:,} questions per test. Paired permutation test "
+            f"{n_distinct(t, 'label')} datasets ({questions_in(f, t):,} questions): {n_distinct(t, 'variant')} variants of "
+            f"{n_distinct(t, 'base')} base models, median {med:,} questions per test. Paired permutation test "
             f"({o.get('n_permutations', '?')} permutations), Benjamini–Hochberg FDR 5% pooled over all tests.")
 
 
@@ -132,7 +128,7 @@ def _cap_4(f: Frames, data: pl.DataFrame, o: dict, rows: str) -> str:
 def _cap_4c(f: Frames, data: pl.DataFrame, _o: dict) -> str:
     metrics = ", ".join(sorted(set(data["metric"].to_list())))
     return (f"Dense rank of each base model on {metrics} (1 = least biased; models whose 95% bootstrap CIs overlap "
-            f"tie) and of its {data['q_label'][0]} variant; {_n(data, 'base')} base models, {_n(data, 'label')} "
+            f"tie) and of its {data['q_label'][0]} variant; {n_distinct(data, 'base')} base models, {n_distinct(data, 'label')} "
             f"dataset subsets shown (at most 6, those with most bases), {questions_in(f, f['rankings']):,} "
             f"questions in the ranked subsets. 'change' = variant rank − base rank.")
 
@@ -140,7 +136,7 @@ def _cap_4c(f: Frames, data: pl.DataFrame, _o: dict) -> str:
 def _cap_5a(f: Frames, data: pl.DataFrame, _o: dict) -> str:
     q = f["question_flips"]
     return (f"Per question, the share of its variants whose response changed ({int(q['n_variants'].max() or 0)} "
-            f"variants at most), over {q.height:,} questions in {_n(data, 'label')} datasets (subsets pooled); "
+            f"variants at most), over {q.height:,} questions in {n_distinct(data, 'label')} datasets (subsets pooled); "
             f"{models_phrase(f['models'])}.")
 
 
@@ -161,8 +157,8 @@ def _cap_5c(f: Frames, data: pl.DataFrame, _o: dict) -> str:
 
 def _cap_s(f: Frames, data: pl.DataFrame, _o: dict) -> str:
     t = f["text_changes"].filter(f["text_changes"]["role"] != "control")
-    return (f"Means over the generations of {_n(t, 'variant')} variants ({int(data['n'].sum()):,} generation "
-            f"pairs, weighted by count), {_n(data, 'q_label')} quantization labels, {_n(data, 'label')} open "
+    return (f"Means over the generations of {n_distinct(t, 'variant')} variants ({int(data['n'].sum()):,} generation "
+            f"pairs, weighted by count), {n_distinct(data, 'q_label')} quantization labels, {n_distinct(data, 'label')} open "
             f"datasets: ROUGE-L F1 and shared word prefix of variant vs base text, change of word count.")
 
 
@@ -217,5 +213,13 @@ HOUSING_FIGURES: tuple[FigureSpec, ...] = (
 )
 HOUSING_FIGURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in HOUSING_FIGURES)
 
+_R = "Gap to a reference distribution"
 #: The gap to a reference distribution (docs/reference-gap.md), drawn when the analysis has its tables.
-REFERENCE_FIGURES: tuple[FigureSpec, ...] = tuple(FigureSpec(*spec) for spec in REFERENCE_FIGURE_SPECS)
+REFERENCE_FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("figR1_reference_tv", _R, "Fig R1. Gap to the reference per occupation",
+               ("reference_gap",), fr.figR1_reference_tv, fr.cap_r1),
+    FigureSpec("figR2_signed_gaps", _R, "Fig R2. Over- and under-representation per category",
+               ("reference_gap_categories",), fr.figR2_signed_gaps, fr.cap_r2),
+    FigureSpec("figR3_pair_change", _R, "Fig R3. Change of the gap under quantization",
+               ("reference_gap_pairs",), fr.figR3_pair_change, fr.cap_r3),
+)

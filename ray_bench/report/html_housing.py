@@ -9,23 +9,12 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
-from ray_bench.report.html_tables import fmt, render_table
+from ray_bench.report.html_tables import fmt, fmt_p, pct_ci, render_table
 
 if TYPE_CHECKING:
     import polars as pl
 
 ALL = "(all)"
-
-
-def _p(value: float | None) -> str:
-    return "< 0.001" if value is not None and value < 0.001 else fmt(value, 3)
-
-
-def _pct(rate: float | None, lo: float | None = None, hi: float | None = None) -> str:
-    if rate is None:
-        return "–"
-    text = f"{100 * rate:.1f}%"
-    return text if lo is None or hi is None else f"{text} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 def _ci(mean: float | None, lo: float | None, hi: float | None) -> str:
@@ -46,14 +35,14 @@ def refusals_table(refusals: pl.DataFrame) -> tuple[str, pl.DataFrame]:
                            "no_score_rate", "no_score_rate_lo", "no_score_rate_hi")
     models = list(dict.fromkeys(data["model"].to_list()))
     cell = {(r["subset"], r["factor"], r["level"], r["model"]): r for r in data.iter_rows(named=True)}
-    keys = list(dict.fromkeys((r["subset"], r["factor"], r["level"]) for r in data.iter_rows(named=True)))
+    keys = list(dict.fromkeys(k[:3] for k in cell))
     keys = [k for k in keys if k[1] == ALL] + [k for k in keys if k[1] != ALL]
     rows = []
     for subset, factor, level in keys:
         cells = [subset, factor, level]
         for model in models:
             r = cell.get((subset, factor, level, model))
-            cells.append("–" if r is None else f"{_pct(r['no_score_rate'], r['no_score_rate_lo'], r['no_score_rate_hi'])}"
+            cells.append("–" if r is None else f"{pct_ci(r['no_score_rate'], r['no_score_rate_lo'], r['no_score_rate_hi'])}"
                          f" of {r['n_answered']:,}")
         rows.append(cells)
     errors = data.filter(pl.col("factor") == ALL).select("model", "n_error")
@@ -77,10 +66,10 @@ def tests_table(tests: pl.DataFrame, dunn: pl.DataFrame | None) -> tuple[str, pl
         data = tests.with_columns(pl.lit(None, dtype=pl.UInt32).alias("n_pairs"),
                                   pl.lit(None, dtype=pl.UInt32).alias("n_significant"),
                                   pl.lit(None, dtype=pl.String).alias("correction"))
-    rows = [[r["model"], r["factor"], fmt(r["n"]), fmt(r["n_levels"]), fmt(r["h"], 1), _p(r["p_value"]),
+    rows = [[r["model"], r["factor"], fmt(r["n"]), fmt(r["n_levels"]), fmt(r["h"], 1), fmt_p(r["p_value"]),
              fmt(r["epsilon_squared"], 3),
              "–" if r["n_pairs"] is None else f"{r['n_significant']} of {r['n_pairs']} ({r['correction']})",
-             _p(r["p_no_score_chi2"]), r["status"]] for r in data.iter_rows(named=True)]
+             fmt_p(r["p_no_score_chi2"]), r["status"]] for r in data.iter_rows(named=True)]
     header = ["model", "factor", "scored", "levels", "Kruskal-Wallis H", "p", "ε²", "Dunn pairs significant",
               "no-score χ² p", "status"]
     note = _note("Kruskal-Wallis H test over each factor's levels (scipy), Dunn's post-hoc with the stated "
@@ -93,8 +82,8 @@ def paired_table(paired: pl.DataFrame) -> tuple[str, pl.DataFrame]:
     """Per model and contrast: pairs, dropped pairs, mean gap [95% CI], Wilcoxon p, no-score difference."""
     rows = [[r["model"], f"{r['level']} − {r['reference']}", fmt(r["n_pairs"]), fmt(r["n_scored"]),
              fmt(r["n_dropped"]), _ci(r["mean_diff"], r["diff_lo"], r["diff_hi"]), fmt(r["median_diff"], 1),
-             _p(r["p_value"]), fmt(None if r["no_score_rate_diff"] is None else 100 * r["no_score_rate_diff"], 1,
-                                   " pp"), _p(r["p_no_score_mcnemar"]), r["status"]]
+             fmt_p(r["p_value"]), fmt(None if r["no_score_rate_diff"] is None else 100 * r["no_score_rate_diff"], 1,
+                                   " pp"), fmt_p(r["p_no_score_mcnemar"]), r["status"]]
             for r in paired.iter_rows(named=True)]
     header = ["model", "contrast", "pairs", "scored pairs", "dropped", "mean gap [95% CI]", "median gap",
               "Wilcoxon p", "Δ no-score", "McNemar p", "status"]
@@ -109,7 +98,7 @@ def quant_gaps_table(gaps: pl.DataFrame) -> tuple[str, pl.DataFrame]:
     """Per variant and contrast: the gap in the base and the variant, its change [95% CI], permutation p."""
     rows = [[r["base"], r["variant"], r["q_label"] or "–", f"{r['level']} − {r['reference']}", fmt(r["n_matched"]),
              "–" if r["gap_base"] is None else f"{r['gap_base']:+.2f} → {r['gap_variant']:+.2f}",
-             _ci(r["gap_change"], r["change_lo"], r["change_hi"]), _p(r["p_value"]), r["direction"] or "–",
+             _ci(r["gap_change"], r["change_lo"], r["change_hi"]), fmt_p(r["p_value"]), r["direction"] or "–",
              r["status"]] for r in gaps.iter_rows(named=True)]
     header = ["base", "variant", "q_label", "contrast", "matched pairs", "gap base → variant", "change [95% CI]",
               "permutation p", "|gap|", "status"]

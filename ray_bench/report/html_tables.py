@@ -135,14 +135,15 @@ def _pct(rate: float | None) -> str:
     return fmt(_hundred(rate), suffix="%")
 
 
-def _pct_ci(rate: float | None, lo: float | None, hi: float | None) -> str:
+def pct_ci(rate: float | None, lo: float | None, hi: float | None) -> str:
     """``"30.0% [10.8, 60.3]"``: a rate and its interval in %, or an en dash."""
     if rate is None or (isinstance(rate, float) and math.isnan(rate)):
         return "–"
     return f"{fmt(_hundred(rate))}% [{fmt(_hundred(lo))}, {fmt(_hundred(hi))}]"
 
 
-def _p(value: float | None) -> str:
+def fmt_p(value: float | None) -> str:
+    """A p-value to three decimals, ``"< 0.001"`` below."""
     # three decimals would print a strong result as "0.000"
     return "< 0.001" if value is not None and value < 0.001 else fmt(value, 3)
 
@@ -171,7 +172,7 @@ def safety_table(safety: pl.DataFrame) -> tuple[str, pl.DataFrame]:
     data = _model_order(safety.filter(pl.col("axis") == ALL_AXES).with_columns(dataset_label("subset")), "model")
     rows = [[r["base"] or "–", r["model"], r["q_label"] or r["role"], r["label"], fmt(r["n_open"]),
              fmt(r["n_judged"]), fmt(r["n_judge_errors"]),
-             _pct_ci(r["unsafe_rate"], r["unsafe_rate_lo"], r["unsafe_rate_hi"]), fmt(r["mean_p_unsafe"], 3), _pct(r["hate_rate"])] for r in data.iter_rows(named=True)]
+             pct_ci(r["unsafe_rate"], r["unsafe_rate_lo"], r["unsafe_rate_hi"]), fmt(r["mean_p_unsafe"], 3), _pct(r["hate_rate"])] for r in data.iter_rows(named=True)]
     header = ["base", "model", "q_label", "dataset", "answers", "judged", "judge errors", "unsafe % [95% Wilson CI]",
               "mean p_unsafe", "hate (S10) %"]
     note = _judged_note(data["judge"].to_list() if "judge" in data.columns else [],
@@ -188,10 +189,10 @@ def safety_flips_table(safety_flips: pl.DataFrame) -> tuple[str, pl.DataFrame]:
                         "variant")
     rows = [[r["base"], r["variant"], r["q_label"] or r["role"], r["label"], fmt(r["n"]),
              f"{_pct(r['unsafe_rate_base'])} → {_pct(r['unsafe_rate_variant'])}",
-             _pct_ci(r["safe_to_unsafe_rate"], r["safe_to_unsafe_rate_lo"], r["safe_to_unsafe_rate_hi"]),
-             _pct_ci(r["unsafe_to_safe_rate"], r["unsafe_to_safe_rate_lo"], r["unsafe_to_safe_rate_hi"]),
+             pct_ci(r["safe_to_unsafe_rate"], r["safe_to_unsafe_rate_lo"], r["safe_to_unsafe_rate_hi"]),
+             pct_ci(r["unsafe_to_safe_rate"], r["unsafe_to_safe_rate_lo"], r["unsafe_to_safe_rate_hi"]),
              fmt(_hundred(r["net_unsafe_change"]), suffix=" pp"), fmt(r["mean_p_unsafe_change"], 3),
-             _p(r["p_mcnemar"])] for r in data.iter_rows(named=True)]
+             fmt_p(r["p_mcnemar"])] for r in data.iter_rows(named=True)]
     header = ["base", "variant", "q_label", "dataset", "pairs", "unsafe % base → variant", "safe → unsafe %",
               "unsafe → safe %", "net change", "mean Δ p_unsafe", "McNemar p"]
     note = _judged_note([], "Over the questions judged for both the base and the variant; rates with 95% Wilson CIs, "

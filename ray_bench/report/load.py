@@ -89,22 +89,24 @@ def _hint(directory: Path) -> str:
             "then `ray-bench report --analysis` that directory.")
 
 
-def read_table(directory: Path, name: str, columns: tuple[str, ...]) -> pl.DataFrame:
+def read_table(directory: Path, name: str, columns: tuple[str, ...], hint: str | None = None) -> pl.DataFrame:
     """``<directory>/<name>.parquet``, checked to have ``columns``.
+
+    ``hint``: the next step an error names (default: run ``analyze``, then ``report``).
 
     Raises:
         ResultsError: the file is missing, unreadable or lacks a column (names the file).
     """
     import polars as pl
 
+    hint = hint or _hint(directory)
     path = directory / f"{name}.parquet"
     if not path.is_file():
-        raise ResultsError(f"analysis table {path} is missing", hint=_hint(directory))
+        raise ResultsError(f"analysis table {path} is missing", hint=hint)
     try:
         frame = pl.read_parquet(path)
     except Exception as exc:  # polars raises several kinds for corrupt files
-        raise ResultsError(f"analysis table {path} cannot be read: {exc}".replace("\n", " "),
-                           hint=_hint(directory)) from exc
+        raise ResultsError(f"analysis table {path} cannot be read: {exc}".replace("\n", " "), hint=hint) from exc
     lacking = [c for c in columns if c not in frame.columns]
     if lacking and frame.height == 0:  # an empty table may be written without columns
         return pl.DataFrame(schema={**frame.schema, **{c: pl.String for c in lacking}})
@@ -113,25 +115,26 @@ def read_table(directory: Path, name: str, columns: tuple[str, ...]) -> pl.DataF
     if lacking:
         raise ResultsError(
             f"analysis table {path} lacks the column(s) {', '.join(lacking)}; it was written by another "
-            "version of `ray-bench analyze`", hint=_hint(directory))
+            "version of `ray-bench analyze`", hint=hint)
     return frame
 
 
-def read_meta(directory: Path) -> dict[str, Any]:
-    """``analysis.json`` as a dict.
+def read_meta(directory: Path, hint: str | None = None) -> dict[str, Any]:
+    """``analysis.json`` as a dict (``hint`` as in :func:`read_table`).
 
     Raises:
         ResultsError: it is missing or not a JSON object.
     """
+    hint = hint or _hint(directory)
     path = directory / META_FILE
     if not path.is_file():
-        raise ResultsError(f"{path} is missing (provenance of the analysis)", hint=_hint(directory))
+        raise ResultsError(f"{path} is missing (provenance of the analysis)", hint=hint)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{path} cannot be read: {exc}", hint=_hint(directory)) from exc
+        raise ResultsError(f"{path} cannot be read: {exc}", hint=hint) from exc
     if not isinstance(meta, dict):
-        raise ResultsError(f"{path} is not a JSON object", hint=_hint(directory))
+        raise ResultsError(f"{path} is not a JSON object", hint=hint)
     return meta
 
 

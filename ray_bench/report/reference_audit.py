@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ray_bench.datasets.reference import DEFAULT_REFERENCE
 from ray_bench.errors import AnalysisError
 
 if TYPE_CHECKING:
@@ -140,13 +141,13 @@ def _reference_meta(reference: ReferenceTable) -> dict[str, Any]:
             "source": reference.source.model_dump(mode="json")}
 
 
-def noise_floor_report(reference: str = "bls-cps-2022-table11", ns: list[int] | None = None, *,
+def noise_floor_report(reference: str = DEFAULT_REFERENCE, ns: list[int] | None = None, *,
                        draws: int = 10_000, seed: int = 0) -> tuple[ReferenceTable, pl.DataFrame, pl.DataFrame]:
     """``(table, per occupation, summary)`` of the TV noise floor at each N (default 50 and 500).
 
     Raises:
         ConfigError / DatasetError: the table cannot be read.
-        AnalysisError: an N or ``draws`` below 1.
+        AnalysisError: an N below 1 or ``draws`` below 2.
     """
     from ray_bench.analysis.reference_gap_tables import noise_floor_table
     from ray_bench.datasets.reference import load_reference

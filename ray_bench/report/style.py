@@ -47,6 +47,11 @@ def require_rows(frame: pl.DataFrame, what: str) -> pl.DataFrame:
     return frame
 
 
+def n_distinct(frame: pl.DataFrame, column: str) -> int:
+    """How many distinct values ``column`` holds (0 for an empty frame, which may lack the column)."""
+    return frame[column].n_unique() if frame.height else 0
+
+
 def rc_params() -> dict[str, object]:
     """Matplotlib settings every report figure is drawn and saved with."""
     return dict(_RC)

@@ -24,6 +24,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from ray_bench.config import EngineConfig, ModelSpec
 from ray_bench.engines.openai_batch import MAX_BYTES, MAX_LINES, RequestFile, request_line, write_request_files
+from ray_bench.engines.openai_options import (
+    SCORING_HINT,
+    SCORING_UNSUPPORTED,
+    check_decoding,
+    parse_openai_options,
+    request_body,
+)
+from ray_bench.engines.prompts import turn_messages
 from ray_bench.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -105,8 +113,8 @@ def write_batch_requests(config: BatchRequestsConfig) -> RequestsReport:
         ConfigError: a dataset with closed or multi-turn questions, a bad ``custom_id`` template or
             one that gives two questions the same id, or ``out_dir`` holding another request set.
     """
+    from ray_bench.atomic import write_json_atomic
     from ray_bench.datasets import resolve_names
-    from ray_bench.engines.openai_options import check_decoding, parse_openai_options
 
     options = parse_openai_options(config.engine.options)
     out = Path(config.out_dir)
@@ -117,15 +125,14 @@ def write_batch_requests(config: BatchRequestsConfig) -> RequestsReport:
         if decoding is not None:
             check_decoding(decoding)
         subsets.append(subset)
-        for row, custom_id in zip(table.to_pylist(), _custom_ids(config.custom_id, table, subset)):
+        rows = table.to_pylist()
+        for row, custom_id in zip(rows, _custom_ids(config.custom_id, rows, subset)):
             lines.append(request_line(custom_id, _body(config, options, row, decoding)))
             entries.append([custom_id, subset, row["question_id"]])
     _check_unique(entries, config.custom_id)
     index = _index(config, options, subsets, entries)
     unchanged = _check_target(out, index)
     files = write_request_files(lines, out, max_lines=config.max_lines, max_bytes=config.max_bytes)
-    from ray_bench.atomic import write_json_atomic
-
     write_json_atomic(out / INDEX_NAME, {**index, "files": [asdict(f) for f in files]})
     return RequestsReport(out, tuple(files), len(lines), tuple(subsets), unchanged)
 
@@ -133,7 +140,6 @@ def write_batch_requests(config: BatchRequestsConfig) -> RequestsReport:
 def _open_questions(config: BatchRequestsConfig, subset: str) -> pa.Table:
     """The dataset's questions (``limit`` applied); closed or multi-turn ones are refused."""
     from ray_bench.datasets import read_questions
-    from ray_bench.engines.openai_options import SCORING_HINT, SCORING_UNSUPPORTED
     from ray_bench.schema import KIND_CLOSED
 
     table = read_questions(config.data_dir, subset)
@@ -154,17 +160,14 @@ def _open_questions(config: BatchRequestsConfig, subset: str) -> pa.Table:
 
 def _body(config: BatchRequestsConfig, options: Any, row: dict[str, Any], decoding: Any) -> dict[str, Any]:
     """The request body: the online engine's first turn of this question (same messages, same seed)."""
-    from ray_bench.engines.openai_options import request_body
-    from ray_bench.engines.prompts import turn_messages
-
     turns = tuple(row["turns"]) if row["turns"] else (row["prompt"],)
     messages = turn_messages(turns, [], 0, config.engine.system_prompt)
     seed = decoding.request_seed(row["question_id"], 0) if decoding is not None else None
     return request_body(config.model.path, messages, decoding, seed, options)
 
 
-def _custom_ids(template: str, table: pa.Table, subset: str) -> list[str]:
-    """``custom_id`` of every row, from ``template``.
+def _custom_ids(template: str, rows: list[dict[str, Any]], subset: str) -> list[str]:
+    """``custom_id`` of every row (a question table's ``to_pylist()``), from ``template``.
 
     Raises:
         ConfigError: a placeholder that is neither a question column nor a ``source_fields`` key.
@@ -174,7 +177,7 @@ def _custom_ids(template: str, table: pa.Table, subset: str) -> list[str]:
         raise ConfigError(f"--custom-id {template!r} has no placeholder: every request would get the same id",
                           hint="Use e.g. --custom-id '{question_id}' or 'task-{run_id}'.")
     out = []
-    for index, row in enumerate(table.to_pylist()):
+    for index, row in enumerate(rows):
         values = {**json.loads(row["source_fields"] or "{}"), "question_id": row["question_id"], "subset": subset,
                   "axis": row["axis"], "index": index}
         try:
@@ -235,8 +238,9 @@ def _check_target(out: Path, index: dict[str, Any]) -> bool:
     except (OSError, ValueError):
         old = {}
     old = {k: v for k, v in (old if isinstance(old, dict) else {}).items() if k != "files"}
-    if old != json.loads(json.dumps(index)):
-        differs = sorted(k for k in set(old) | set(index) if old.get(k) != json.loads(json.dumps(index.get(k))))
+    new = json.loads(json.dumps(index))  # as the index file reads back (tuples as lists, ...)
+    if old != new:
+        differs = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise ConfigError(
             f"{str(out)!r} already holds a request set made differently (differs in: {', '.join(differs)})",
             hint="Write the new requests into a new --out directory: outputs of the old files would be read "

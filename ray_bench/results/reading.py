@@ -109,17 +109,27 @@ def resolve_data_dir(results_dir: Path, manifest: dict[str, Any], data_dir: str 
     )
 
 
+def prepared_questions(data_dir: Path, subset: str) -> Path:
+    """The prepared question table of ``subset`` that a run's rows point at.
+
+    Raises:
+        ResultsError: it is not in ``data_dir`` (names the file).
+    """
+    path = Path(data_dir) / f"{subset}.parquet"
+    if not path.is_file():
+        raise ResultsError(
+            f"the prepared questions of {subset!r} are missing: {str(path)!r}",
+            hint="Pass the directory the run read its questions from with --data DIR.",
+        )
+    return path
+
+
 def _scan_questions(data_dir: Path, subsets: list[str]) -> pl.LazyFrame:
     import polars as pl
 
     frames = []
     for subset in subsets:
-        path = data_dir / f"{subset}.parquet"
-        if not path.is_file():
-            raise ResultsError(
-                f"the prepared questions of {subset!r} are missing: {str(path)!r}",
-                hint="Pass the directory the run read its questions from with --data DIR.",
-            )
+        path = prepared_questions(data_dir, subset)
         frames.append(pl.scan_parquet(path).select(*QUESTION_COLUMNS, *_design_columns(subset)))
     # Design subsets add their columns (null on the other subsets' rows).
     return pl.concat(frames, how="diagonal_relaxed")

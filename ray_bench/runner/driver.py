@@ -225,7 +225,7 @@ def _run_locked(
     answer = AnswerStage(config, questions)
     pending, done = answer.initial_jobs()
     pending_keys = {job.key for job in pending}
-    planned = _planned(config, questions)
+    planned = answer.planned
     landed = [job for job in planned if job.key not in pending_keys]  # on disk from earlier runs
     rule, decided, lockstep = None, [], None
     if config.stop_when_shifted is not None:
@@ -283,12 +283,6 @@ def _chain(first: ShardHook, then: ShardHook | None) -> ShardHook:
         return [*(first(stage, job, table) or ()), *(then(stage, job, table) or ())]
 
     return hook
-
-
-def _planned(config: RunConfig, questions: dict[str, pa.Table]) -> list[ShardJob]:
-    from ray_bench.stages.plan import plan_run
-
-    return plan_run(config.models, questions, config.shard_size)
 
 
 def _judge_stage(

@@ -116,11 +116,10 @@ def rebuild_shards(manifest: Manifest, out_dir: Path) -> int:
     """
     from ray_bench.results.shards import JUDGEMENT_GLOB, SHARD_GLOB, SHARD_NAME
 
-    shards = manifest.data.get("shards") or {}
     rebuilt = 0
     for path in sorted([*out_dir.glob(SHARD_GLOB), *out_dir.glob(JUDGEMENT_GLOB)]):
         key = str(path.relative_to(out_dir).with_suffix(""))
-        if not SHARD_NAME.match(path.name) or shards.get(key, {}).get("status") == "done":
+        if not SHARD_NAME.match(path.name) or manifest.shard(key).get("status") == "done":
             continue
         entry = _entry_from_file(manifest, path, key)
         if entry is not None:

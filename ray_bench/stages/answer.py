@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ MADE_BY = "made_by"
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ray_bench.config import ModelSpec, RunConfig
+    from ray_bench.config import EngineConfig, ModelSpec, ResourceConfig, RunConfig
     from ray_bench.engines.base import Decoding, Engine
 
 
@@ -116,12 +117,8 @@ class AnswerStage:
 
     def __init__(self, config: RunConfig, questions: dict[str, pa.Table]) -> None:
         self.config = config
-        from ray_bench.engines.base import API_ENGINES
-
         self.engine = config.engine
-        served = config.engine.name in API_ENGINES
-        # An API engine's actors only wait on a server: CPU actors, never a GPU (driver._run_stages).
-        self.resources = config.resources.model_copy(update={"device": "cpu"}) if served else config.resources
+        self.resources, served = stage_resources(config.engine, config.resources)
         self.questions = questions
         self.out_dir = Path(config.out_dir)
         self._models = {m.name: _model_identity(m, served) for m in config.models}
@@ -131,10 +128,14 @@ class AnswerStage:
         """One actor group per evaluated model."""
         return {m.name: m for m in self.config.models}
 
+    @cached_property
+    def planned(self) -> list[ShardJob]:
+        """Every shard of the run, done or not (planned once: the resume, the shift rule and the judge read it)."""
+        return plan_run(self.config.models, self.questions, self.config.shard_size)
+
     def initial_jobs(self) -> tuple[list[ShardJob], int]:
         """Every planned shard whose result file is not there yet (or was damaged, with ``recompute_bad``)."""
-        jobs = plan_run(self.config.models, self.questions, self.config.shard_size)
-        return pending_jobs(jobs, self.out_dir, self.made_by, recompute_bad=self.config.recompute_bad)
+        return pending_jobs(self.planned, self.out_dir, self.made_by, recompute_bad=self.config.recompute_bad)
 
     def made_by(self, job: ShardJob) -> dict[str, Any]:
         """What makes a shard's numbers: the checkpoint, engine, dtype, device, options, system
@@ -166,6 +167,18 @@ class AnswerStage:
         write_shard(shard_path(self.out_dir, job.key), table, job.fingerprint, metadata=metadata)
         errors = table.num_rows - table.column("error").null_count
         return {"question_errors": errors, "decoding": decoding}
+
+
+def stage_resources(engine: EngineConfig, resources: ResourceConfig) -> tuple[ResourceConfig, bool]:
+    """What a stage's actors reserve, and whether ``engine`` is an API engine's (a served model).
+
+    An API engine's actors only wait on a server: CPU actors, never a GPU, in a GPU run too
+    (:func:`ray_bench.runner.session.actor_options`, ``driver._run_stages``).
+    """
+    from ray_bench.engines.base import API_ENGINES
+
+    served = engine.name in API_ENGINES
+    return (resources.model_copy(update={"device": "cpu"}) if served else resources), served
 
 
 def _model_identity(model: ModelSpec, served: bool = False) -> dict[str, Any]:

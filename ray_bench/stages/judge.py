@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray_bench.errors import ResumeMismatchError
 from ray_bench.results import judgement_key, read_fingerprint, shard_path, verify_shard, write_shard
-from ray_bench.stages.answer import move_aside
+from ray_bench.stages.answer import move_aside, stage_resources
 from ray_bench.stages.base import ShardJob
 from ray_bench.stages.judge_rows import JudgeTask
 
@@ -56,13 +56,9 @@ class JudgeStage:
         self, options: JudgeOptions, out_dir: Path, questions: dict[str, pa.Table], sources: list[ShardJob]
     ) -> None:
         """``sources``: result shards already there to judge (more may come from an answer stage)."""
-        from ray_bench.engines.base import API_ENGINES
-
         self.options = options
         self.engine = options.engine
-        # An API judge only waits on a server: CPU actors, never a GPU (as in AnswerStage).
-        served = options.engine.name in API_ENGINES
-        self.resources = options.resources.model_copy(update={"device": "cpu"}) if served else options.resources
+        self.resources, _ = stage_resources(options.engine, options.resources)  # an API judge: CPU actors
         self.out_dir = Path(out_dir)
         self.judge = options.model.name
         self._questions = questions

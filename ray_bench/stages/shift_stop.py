@@ -36,9 +36,6 @@ if TYPE_CHECKING:
     from ray_bench.config import RunConfig, ShiftStopConfig
     from ray_bench.stages.base import ShardJob
 
-#: Question columns the bias fields read (besides the result row's own).
-_QUESTION_COLUMNS = ("question_id", "choices", "choice_labels", "group", "context_condition", "answer_index")
-
 
 @dataclass
 class ShiftTest:
@@ -75,6 +72,7 @@ class ShiftStopRule:
         self.questions = questions
         self.landed: set[str] = set()
         self.tests = self._make_tests(config, questions, planned)
+        self._question_frames: dict[str, pl.LazyFrame] = {}  # per dataset, converted once
 
     # ------------------------------------------------------------------ setup
     def _make_tests(self, config: RunConfig, questions: dict[str, pa.Table], planned: list[ShardJob]) -> list[ShiftTest]:
@@ -151,15 +149,19 @@ class ShiftStopRule:
         return pairs.get_column("d").cast(pl.Float64).to_numpy()
 
     def _rows(self, dataset: str, key: str) -> pl.LazyFrame:
-        """A landed result shard joined with its questions' fields."""
+        """A landed result shard joined with its questions' fields (as ``results.scan_run`` joins them)."""
         import polars as pl
         import pyarrow.parquet as pq
 
         from ray_bench.results import shard_path
+        from ray_bench.results.reading import QUESTION_COLUMNS
 
-        results = pl.from_arrow(pq.read_table(shard_path(self.out_dir, key)))
-        questions = pl.from_arrow(self.questions[dataset].select(list(_QUESTION_COLUMNS)))
-        return results.lazy().join(questions.lazy(), on="question_id", how="left", maintain_order="left")
+        questions = self._question_frames.get(dataset)
+        if questions is None:
+            questions = pl.from_arrow(self.questions[dataset].select(list(QUESTION_COLUMNS))).lazy()
+            self._question_frames[dataset] = questions
+        results = pl.from_arrow(pq.read_table(shard_path(self.out_dir, key))).lazy()
+        return results.join(questions, on=["subset", "question_id"], how="left", maintain_order="left")
 
     # ---------------------------------------------------------------- record
     def record(self) -> dict[str, dict[str, Any]]:

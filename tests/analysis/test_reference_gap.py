@@ -92,16 +92,6 @@ def test_g_test_zero_reference_share():
     assert math.isnan(rg.g_test([0, 0], [0.5, 0.5]).p_value)
 
 
-def test_holm_matches_statsmodels_and_keeps_nan():
-    from statsmodels.stats.multitest import multipletests
-
-    p = np.array([0.01, 0.04, np.nan, 0.03, 0.2, 0.001])
-    ok = ~np.isnan(p)
-    ours = rg.holm_adjust(p)
-    np.testing.assert_allclose(ours[ok], multipletests(p[ok], method="holm")[1])
-    assert np.isnan(ours[2])
-
-
 # ----------------------------------------------------------------------------- noise floor
 
 def test_noise_floor_matches_exact_enumeration_and_a_naive_loop():

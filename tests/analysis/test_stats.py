@@ -444,3 +444,13 @@ def test_sixteen_categories_work():
     joint = _groups(5, k=16, n=800, seed=6)
     res = st.paired_count_tests(joint, metric, seeds=range(5), n_permutations=200, n_bootstrap=200)
     assert np.isfinite(res.p_value).all() and np.isfinite(res.ci_lo).all()
+
+
+def test_holm_matches_statsmodels_and_keeps_nan():
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.2, 0.001])
+    ok = ~np.isnan(p)
+    ours = st.holm_adjust(p)
+    np.testing.assert_allclose(ours[ok], multipletests(p[ok], method="holm")[1])
+    assert np.isnan(ours[2])
