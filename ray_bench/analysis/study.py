@@ -159,8 +159,9 @@ def analyze_frames(rows: pl.LazyFrame, models: pl.DataFrame, options: StudyOptio
         tables["text_changes"] = text_change_table(paired_open)
     if judged:
         tables |= _safety_tables(rows, paired_open, models)
-    # The per-variant tables carry the variant's quantization metadata (a run without pairs: as computed).
-    for name in ("flips", "significance", "stereoset", "text_changes", "safety_flips") if has_pairs else ():
+    # The per-variant tables carry the variant's quantization metadata (also text_changes of a
+    # housing run of a base and its variants, which has no closed pair).
+    for name in ("flips", "significance", "stereoset", "text_changes", "safety_flips"):
         if name in tables and tables[name].height:
             tables[name] = with_quant_metadata(tables[name], models)
     tables["rows"] = paired.drop([c for c in ("response_base", "response_variant", "responses_base",

@@ -51,6 +51,18 @@ def test_a_mixed_run_keeps_the_paired_tables_and_adds_the_housing_ones():
     assert set(gaps["variant"]) == {"v"} and gaps.filter(pl.col("level") == "Woman").height == 2
 
 
+def test_a_housing_run_of_a_base_and_its_variant_labels_the_text_changes_with_the_quantization():
+    from ray_bench.analysis.study import QUANT_COLUMNS
+
+    models = model_table({"v": "b"}).with_columns(method=pl.lit("rtn"), scheme=pl.lit("W4A16"))
+    rows = frame(answers("b", seed=1) + answers("v", seed=2, woman_bonus=6.0))  # open answers only
+    tables = analyze_frames(rows, models, StudyOptions())
+    changes = tables["text_changes"]
+    assert changes.height > 0 and set(QUANT_COLUMNS) <= set(changes.columns)
+    assert set(changes["method"]) == {"rtn"} and set(changes["scheme"]) == {"W4A16"}
+    assert all(tables[t].height == 0 for t in PAIRED_TABLES)
+
+
 def _write_run(tmp_path, rows: list[dict]):
     """A results directory (no manifest: the shard layout) and its prepared questions."""
     from ray_bench.results import write_shard
