@@ -216,5 +216,8 @@ def resolve_shift_pairs(config: RunConfig) -> dict[str, str]:
     try:
         pairing = resolve_pairs(settings, pairs=spec.pairs, base=spec.base)
     except AnalysisError as exc:
-        raise ConfigError(f"--stop-when-shifted: {exc}", hint=exc.hint) from None
+        # The analysis' hint names analyze's --base / --pair; run takes them as shift options.
+        raise ConfigError(f"--stop-when-shifted: {exc}",
+                          hint="Name the base with --shift-option base=NAME, or pair each variant with "
+                               "--shift-option pair=VARIANT:BASE.") from None
     return {variant: base for variant, (base, source) in pairing.items() if source != "control"}

@@ -136,8 +136,9 @@ def test_bias_flip_metric_and_explicit_pairs(tmp_path, setup):
 
 def test_refusals(tmp_path, setup):
     questions, _ = setup
-    with pytest.raises(ConfigError, match="no model could be paired"):
+    with pytest.raises(ConfigError, match="no model could be paired") as unpaired:
         ShiftStopRule(_config(tmp_path, ["a=toy/a", "b=toy/b"]), {DATASET: questions}, [])
+    assert "--shift-option base=NAME" in unpaired.value.hint  # run's flags, not analyze's --base
     open_only = make_questions(0, 4, "CEB-Continuation-S", "o")
     with pytest.raises(ConfigError, match="closed questions"):
         ShiftStopRule(_config(tmp_path, ["a=toy/a", "b=toy/b"], base="a"), {"CEB-Continuation-S": open_only}, [])
